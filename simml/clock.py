@@ -1,0 +1,112 @@
+"""Injectable time.
+
+Nothing in simml reads the wall clock directly: simulated provisioning, scaling and timeouts read a
+``Clock``, so tests advance a ``ManualClock`` instead of sleeping. A workspace persists which kind of
+clock it uses (``system``, ``scaled:N`` or ``manual``) so every process reads the same time; this
+module holds the pure clock types and the parser for that setting.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+from simml.exceptions import ConfigurationException
+
+EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+"""Where a fresh manual clock starts: fixed so that recorded timestamps are reproducible."""
+
+
+class Clock(Protocol):
+    """What simml needs from time: an aware UTC ``now`` and a way to wait."""
+
+    def now(self) -> datetime: ...
+
+    def time(self) -> float:
+        """``now()`` as unix seconds; on hot paths (metric timestamps) this must be cheap."""
+        ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """Real time."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    time = staticmethod(_time.time)
+
+    def sleep(self, seconds: float) -> None:
+        _time.sleep(max(0.0, seconds))
+
+
+@dataclass
+class ManualClock:
+    """Time that moves only when told to (``advance`` or ``sleep``): tests never wait."""
+
+    current: datetime = EPOCH
+
+    def now(self) -> datetime:
+        return self.current
+
+    def time(self) -> float:
+        return self.current.timestamp()
+
+    def advance(self, seconds: float) -> datetime:
+        self.current = self.current + timedelta(seconds=seconds)
+        return self.current
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(max(0.0, seconds))
+
+
+@dataclass(frozen=True)
+class ScaledClock:
+    """Simulated time running ``factor`` times faster than real time from ``anchor_real``.
+
+    ``sim = anchor_sim + (real - anchor_real) * factor``; a sleep of simulated seconds takes
+    ``seconds / factor`` real seconds.
+    """
+
+    factor: float
+    anchor_real: datetime
+    anchor_sim: datetime
+
+    def now(self) -> datetime:
+        elapsed = datetime.now(timezone.utc) - self.anchor_real
+        return self.anchor_sim + elapsed * self.factor
+
+    def time(self) -> float:
+        return self.now().timestamp()
+
+    def sleep(self, seconds: float) -> None:
+        _time.sleep(max(0.0, seconds) / self.factor)
+
+
+@dataclass(frozen=True)
+class ClockSetting:
+    """A workspace's persisted clock source: ``system``, ``scaled:N`` or ``manual``."""
+
+    kind: str
+    factor: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str) -> "ClockSetting":
+        text = text.strip().lower()
+        if text in ("system", "manual"):
+            return cls(text)
+        if text.startswith("scaled:"):
+            try:
+                factor = float(text.split(":", 1)[1])
+            except ValueError:
+                factor = 0.0
+            if factor > 0:
+                return cls("scaled", factor)
+        raise ConfigurationException(
+            f"Invalid clock setting {text!r}: expected 'system', 'manual' or 'scaled:N' with N > 0.")
+
+    def __str__(self) -> str:
+        return f"scaled:{self.factor:g}" if self.kind == "scaled" else self.kind

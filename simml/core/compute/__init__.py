@@ -1,0 +1,1 @@
+"""Simulated compute targets: VM-size catalogue and the AmlCompute cluster model."""

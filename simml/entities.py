@@ -1,0 +1,299 @@
+"""Values that cross the backend interface.
+
+Every value a hook or a store method takes or returns is a frozen dataclass defined here. None of
+them carries a backend's private detail (a database handle, a path inside the workspace's storage):
+a remote backend must be able to produce each from a REST response. Mapping fields are plain dicts
+for cheap construction; treat them as read-only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+LOCAL_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+LOCAL_RESOURCE_GROUP = "simml"
+DEFAULT_WORKSPACE = "default"
+
+
+@dataclass(frozen=True)
+class WorkspaceRef:
+    """What a user names when asking for a workspace (config.json's keys and ``auth``)."""
+
+    name: str
+    subscription_id: str = LOCAL_SUBSCRIPTION
+    resource_group: str = LOCAL_RESOURCE_GROUP
+    location: str = "local"
+    auth: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class WorkspaceInfo:
+    """A resolved workspace as the backend knows it."""
+
+    name: str
+    subscription_id: str
+    resource_group: str
+    location: str
+    workspace_id: str
+    backend: str
+    created_time: datetime
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    id: str
+    name: str
+    created_time: datetime
+    archived_time: datetime | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """One recorded status transition of a run."""
+
+    status: str
+    time: datetime
+
+
+@dataclass(frozen=True)
+class RunCreate:
+    """What a client asks for when it creates a run."""
+
+    run_id: str
+    experiment_name: str
+    run_type: str = "azureml.scriptrun"
+    status: str = "NotStarted"
+    parent_id: str | None = None
+    display_name: str | None = None
+    target: str = "local"
+    created_time: datetime | None = None
+    definition: dict[str, Any] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+    submitted_by: str = ""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run's record in run history."""
+
+    id: str
+    experiment_id: str
+    experiment_name: str
+    number: int
+    run_type: str
+    status: str
+    target: str
+    created_time: datetime
+    parent_id: str | None = None
+    display_name: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    error: dict[str, Any] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+    definition: dict[str, Any] | None = None
+    submitted_by: str = ""
+    status_history: tuple[StatusChange, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """Filters for listing runs; results are newest first."""
+
+    experiment_name: str | None = None
+    run_type: str | None = None
+    status: str | None = None
+    tags: dict[str, str | None] | None = None  # a None value means "has the tag, any value"
+    properties: dict[str, str | None] | None = None
+    parent_id: str | None = None
+    include_children: bool = False
+    limit: int | None = None
+
+
+# A metric row: (name, kind, value, step, unix time). Kinds: "scalar", "list", "row", "table", "image".
+MetricRow = tuple[str, str, Any, "int | None", float]
+
+
+@dataclass(frozen=True)
+class MetricBatch:
+    """Metric rows of one run, written in one transaction (rows stay tuples: 100k/s matters)."""
+
+    run_id: str
+    rows: tuple[MetricRow, ...]
+
+
+@dataclass(frozen=True)
+class MetricRecord:
+    """One stored metric value, in logging order."""
+
+    name: str
+    kind: str
+    value: Any
+    step: int | None
+    time: float
+
+
+@dataclass(frozen=True)
+class BestRun:
+    """A run and its best value of a metric (max or min over everything it logged)."""
+
+    run_id: str
+    value: float
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """The loaded backend: its entry-point name and what it can do."""
+
+    name: str
+    capabilities: frozenset[str] = frozenset()
+
+
+# --- models ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelRegistration:
+    """A request to register a model version.
+
+    The files come either from the client's disk (``local_path``, a file or folder given by the user)
+    or from a run's files (``run_id`` plus ``run_path``, a file or a folder prefix).
+    """
+
+    name: str
+    local_path: str | None = None
+    run_id: str | None = None
+    run_path: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+    description: str | None = None
+    model_framework: str | None = None
+    model_framework_version: str | None = None
+    experiment_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: int
+    created_time: datetime
+    tags: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+    description: str | None = None
+    model_framework: str | None = None
+    model_framework_version: str | None = None
+    run_id: str | None = None
+    experiment_name: str | None = None
+    files: tuple[str, ...] = ()
+    """Paths of the model's files relative to its root; the first segment is the registered name."""
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}:{self.version}"
+
+
+@dataclass(frozen=True)
+class ModelQuery:
+    name: str | None = None
+    tags: tuple[tuple[str, str | None], ...] = ()
+    properties: tuple[tuple[str, str | None], ...] = ()
+    run_id: str | None = None
+    latest: bool = False
+
+
+# --- datastores -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DatastoreInfo:
+    name: str
+    datastore_type: str
+    container_name: str
+    account_name: str
+    is_default: bool = False
+
+
+@dataclass(frozen=True)
+class UploadItem:
+    """One client file to upload: its path on the client, and where it goes in the datastore."""
+
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    transferred: tuple[str, ...]
+    skipped: tuple[str, ...]
+
+
+# --- compute, environments, execution (the run lifecycle) -----------------------------------------
+
+@dataclass(frozen=True)
+class ComputeInfo:
+    name: str
+    compute_type: str
+    provisioning_state: str
+    vm_size: str | None = None
+    vm_priority: str | None = None
+    min_nodes: int = 0
+    max_nodes: int = 0
+    idle_seconds_before_scaledown: int = 1800
+    created_time: datetime | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ComputeStatus:
+    provisioning_state: str
+    allocation_state: str
+    current_node_count: int
+    target_node_count: int
+    idle_node_count: int = 0
+    running_node_count: int = 0
+    preparing_node_count: int = 0
+    leaving_node_count: int = 0
+    unusable_node_count: int = 0
+    preempted_node_count: int = 0
+    queued_runs: int = 0
+    errors: tuple[str, ...] = ()
+    allocation_state_transition_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class EnvironmentInfo:
+    name: str
+    version: str | None
+    definition: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunSubmission:
+    """A run to execute: its id, where, and its full (serialisable) definition."""
+
+    run_id: str
+    experiment_name: str
+    target: str
+    definition: dict[str, Any]
+    snapshot_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RunHandle:
+    run_id: str
+    backend: str
+
+
+@dataclass(frozen=True)
+class RunObservation:
+    """What a client learns from one look at a running run."""
+
+    status: str
+    stage: str | None
+    log_lines: tuple[str, ...] = ()
+    cursor: int = 0
+    compute: ComputeStatus | None = None
+    error: dict[str, Any] | None = None

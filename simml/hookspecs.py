@@ -1,0 +1,281 @@
+"""The backend interface: every hook a backend may implement, in one place.
+
+A backend is a pluggy plug-in registered under the entry-point group ``simml.backends``; the core
+loads exactly one per workspace (``SIMML_BACKEND`` / config.json's ``backend``) and reaches it only
+through ``simml.plugins.Backend``, the typed facade over these hooks. Hooks are named
+``simml_<noun>_<verb>``, are called with keyword arguments only, and take and return the frozen
+dataclasses of ``simml.entities``. Most are *firstresult*: the first non-None answer wins; a hook no
+plug-in answers raises ``BackendCapabilityException`` naming it.
+
+There are two ways to execute a run:
+
+* a **remote** backend (Azure) implements ``simml_run_submit`` and ``simml_run_observe`` only; the
+  service drives the stages and simml records the statuses it observes;
+* the **local** backend implements submit by starting its runner, which drives the stage hooks
+  ``simml_stage_prepare`` -> ``simml_stage_scale`` -> ``simml_stage_execute`` ->
+  ``simml_stage_postprocess`` through the pure run-state machine (``simml.runstate``).
+
+``docs/architecture.md`` maps every hook to the local implementation and to the azureml-core call
+the Azure plug-in makes; ``tests/test_hookspecs.py`` keeps that table complete.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from simml.entities import (
+        BackendInfo,
+        ComputeInfo,
+        ComputeStatus,
+        DatastoreInfo,
+        EnvironmentInfo,
+        ModelInfo,
+        ModelQuery,
+        ModelRegistration,
+        RunHandle,
+        RunObservation,
+        RunSubmission,
+        TransferResult,
+        UploadItem,
+        WorkspaceInfo,
+        WorkspaceRef,
+    )
+    from simml.progress import Progress
+    from simml.store import RunHistoryStore
+
+PROJECT = "simml"
+hookspec = pluggy.HookspecMarker(PROJECT)
+
+
+# --- the backend itself ------------------------------------------------------------------------
+
+@hookspec(firstresult=True)
+def simml_backend_describe() -> BackendInfo | None:
+    """Name the backend and list its capabilities (e.g. ``"manual-clock"``, ``"docker"``).
+
+    Stops at first non-None result.
+    """
+
+
+# --- workspaces --------------------------------------------------------------------------------
+
+@hookspec(firstresult=True)
+def simml_workspace_get(ref: WorkspaceRef) -> WorkspaceInfo | None:
+    """Resolve an existing workspace.
+
+    :param ref: the subscription, resource group and name the user gave (config.json or arguments).
+    :raises WorkspaceException: when it does not exist.
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_workspace_create(ref: WorkspaceRef, exist_ok: bool) -> WorkspaceInfo | None:
+    """Create a workspace (``exist_ok`` returns an existing one instead of raising).
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_workspace_list(subscription_id: str | None, resource_group: str | None
+                         ) -> list[WorkspaceInfo] | None:
+    """List workspaces, optionally within one subscription / resource group.
+
+    Stops at first non-None result.
+    """
+
+
+# --- run history -------------------------------------------------------------------------------
+
+@hookspec(firstresult=True)
+def simml_history_open(workspace: WorkspaceInfo) -> RunHistoryStore | None:
+    """Return the workspace's run-history store (experiments, runs, metrics, tags, files).
+
+    The returned object implements ``simml.store.RunHistoryStore``; the core caches it per workspace
+    object, so opening may be costly but must be safe to repeat.
+    Stops at first non-None result.
+    """
+
+
+# --- model registry ----------------------------------------------------------------------------
+
+@hookspec(firstresult=True)
+def simml_model_register(workspace: WorkspaceInfo, registration: ModelRegistration
+                         ) -> ModelInfo | None:
+    """Register a new version of a model: version = highest existing + 1, atomic under concurrency.
+
+    :raises ModelPathNotFoundException: a run path that is not among the run's files.
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_model_get(workspace: WorkspaceInfo, name: str, version: int | None) -> ModelInfo | None:
+    """Return one model version (the latest when ``version`` is None).
+
+    :raises ModelNotFoundException: unknown name or version.
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_model_list(workspace: WorkspaceInfo, query: ModelQuery) -> list[ModelInfo] | None:
+    """List model versions matching ``query``, newest first.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_model_update(workspace: WorkspaceInfo, name: str, version: int,
+                       add_tags: dict[str, str] | None, remove_tags: list[str] | None,
+                       add_properties: dict[str, str] | None, description: str | None
+                       ) -> ModelInfo | None:
+    """Change a model version's tags, properties (add-only) or description.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_model_download(workspace: WorkspaceInfo, name: str, version: int, target_dir: str,
+                         exist_ok: bool) -> str | None:
+    """Copy a model version's files under ``target_dir``; return the path of the model root.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_model_delete(workspace: WorkspaceInfo, name: str, version: int) -> bool | None:
+    """Delete one model version. Stops at first non-None result."""
+
+
+# --- datastores --------------------------------------------------------------------------------
+
+@hookspec(firstresult=True)
+def simml_datastore_get(workspace: WorkspaceInfo, name: str | None) -> DatastoreInfo | None:
+    """Return a datastore by name, or the default one when ``name`` is None.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_datastore_list(workspace: WorkspaceInfo) -> list[DatastoreInfo] | None:
+    """All datastores of the workspace. Stops at first non-None result."""
+
+
+@hookspec(firstresult=True)
+def simml_datastore_register(workspace: WorkspaceInfo, info: DatastoreInfo, location: str,
+                             overwrite: bool) -> DatastoreInfo | None:
+    """Register a datastore; ``location`` is backend-specific (a folder, a container URL).
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_datastore_set_default(workspace: WorkspaceInfo, name: str) -> DatastoreInfo | None:
+    """Make a datastore the default. Stops at first non-None result."""
+
+
+@hookspec(firstresult=True)
+def simml_datastore_upload(workspace: WorkspaceInfo, name: str, items: tuple[UploadItem, ...],
+                           overwrite: bool, progress: Progress | None) -> TransferResult | None:
+    """Upload client files; existing targets are skipped unless ``overwrite``; no partial file is
+    ever visible; targets escaping the datastore raise ``UnsafePathException``.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_datastore_download(workspace: WorkspaceInfo, name: str, prefix: str | None,
+                             target_path: str, overwrite: bool, progress: Progress | None
+                             ) -> TransferResult | None:
+    """Download files under ``prefix`` into ``target_path`` (keeping their relative paths).
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_datastore_list_files(workspace: WorkspaceInfo, name: str, prefix: str | None
+                               ) -> list[str] | None:
+    """Relative paths of the files under ``prefix``. Stops at first non-None result."""
+
+
+# --- compute -----------------------------------------------------------------------------------
+
+@hookspec(firstresult=True)
+def simml_compute_get(workspace: WorkspaceInfo, name: str) -> ComputeInfo | None:
+    """Return a compute target or raise ``ComputeTargetException`` (ComputeTargetNotFound).
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_compute_list(workspace: WorkspaceInfo) -> list[ComputeInfo] | None:
+    """All compute targets. Stops at first non-None result."""
+
+
+@hookspec(firstresult=True)
+def simml_compute_create(workspace: WorkspaceInfo, name: str, config: dict[str, Any]
+                         ) -> ComputeInfo | None:
+    """Create an AmlCompute cluster from a validated provisioning configuration.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_compute_status(workspace: WorkspaceInfo, name: str) -> ComputeStatus | None:
+    """Node counts and allocation state now. Stops at first non-None result."""
+
+
+@hookspec(firstresult=True)
+def simml_compute_delete(workspace: WorkspaceInfo, name: str) -> bool | None:
+    """Delete a compute target. Stops at first non-None result."""
+
+
+# --- environments ------------------------------------------------------------------------------
+
+@hookspec(firstresult=True)
+def simml_environment_register(workspace: WorkspaceInfo, name: str, definition: dict[str, Any]
+                               ) -> EnvironmentInfo | None:
+    """Register a new environment version (``"1"``, ``"2"``, ...). Stops at first non-None result."""
+
+
+@hookspec(firstresult=True)
+def simml_environment_get(workspace: WorkspaceInfo, name: str, version: str | None
+                          ) -> EnvironmentInfo | None:
+    """Return an environment version (latest when None). Stops at first non-None result."""
+
+
+# --- execution: what every backend implements ----------------------------------------------------
+
+@hookspec(firstresult=True)
+def simml_run_submit(workspace: WorkspaceInfo, submission: RunSubmission) -> RunHandle | None:
+    """Start executing a run created in run history; return at once.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_run_observe(workspace: WorkspaceInfo, run_id: str, cursor: int) -> RunObservation | None:
+    """One look at a run: status, stage, compute node counts and log lines after ``cursor``.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_run_cancel(workspace: WorkspaceInfo, run_id: str) -> bool | None:
+    """Request cancellation; True when the request was accepted. Stops at first non-None result."""

@@ -1,0 +1,222 @@
+"""The plugin host: finds a backend by name and wraps it in a typed facade.
+
+Backends are classes named by the entry-point group ``simml.backends`` (``local =
+"simml_local.plugin:LocalBackend"``). ``load_backend`` instantiates the named one into a fresh
+pluggy ``PluginManager`` (no module-level manager: each workspace owns its own), validates its
+hook implementations against ``simml.hookspecs`` and returns a ``Backend``, the only way the core
+calls hooks. ``SIMML_TRACE_HOOKS=1`` logs every hook call through ``logging``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from simml import hookspecs
+from simml.exceptions import BackendCapabilityException, BackendNotFoundException
+
+if TYPE_CHECKING:
+    from simml.entities import (
+        BackendInfo,
+        ComputeInfo,
+        ComputeStatus,
+        DatastoreInfo,
+        EnvironmentInfo,
+        ModelInfo,
+        ModelQuery,
+        ModelRegistration,
+        RunHandle,
+        RunObservation,
+        RunSubmission,
+        TransferResult,
+        UploadItem,
+        WorkspaceInfo,
+        WorkspaceRef,
+    )
+    from simml.progress import Progress
+    from simml.store import RunHistoryStore
+
+ENTRY_POINT_GROUP = "simml.backends"
+hookimpl = pluggy.HookimplMarker(hookspecs.PROJECT)
+"""The marker backends decorate their hook implementations with."""
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINTS = {"azure": "Install it with: pip install 'simml[azure]'"}
+
+
+def installed_backends() -> dict[str, EntryPoint]:
+    """Backends installed in this environment, by entry-point name."""
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def load_backend(name: str, config: dict[str, Any] | None = None) -> "Backend":
+    """Instantiate the backend registered under ``name`` with the config.json contents.
+
+    :raises BackendNotFoundException: no such entry point (the message lists the installed ones),
+        or its distribution's dependencies are missing (the message says which extra to install).
+    """
+    found = installed_backends()
+    if name not in found:
+        raise BackendNotFoundException(name, list(found), INSTALL_HINTS.get(name, ""))
+    try:
+        factory = found[name].load()
+    except ImportError as exc:
+        raise BackendNotFoundException(
+            name, list(found), f"It failed to import ({exc}). {INSTALL_HINTS.get(name, '')}"
+        ) from exc
+    return Backend.from_plugin(factory(config=dict(config or {})), name)
+
+
+class Backend:
+    """Typed facade over one backend's plugin manager: one method per hook.
+
+    Required hooks that no plug-in answers raise ``BackendCapabilityException`` so that a missing
+    implementation never passes silently as ``None``.
+    """
+
+    def __init__(self, manager: pluggy.PluginManager, name: str) -> None:
+        self.manager = manager
+        self.name = name
+
+    @classmethod
+    def from_plugin(cls, plugin: object, name: str) -> "Backend":
+        manager = pluggy.PluginManager(hookspecs.PROJECT)
+        manager.add_hookspecs(hookspecs)
+        manager.register(plugin, name=name)
+        manager.check_pending()
+        if os.environ.get("SIMML_TRACE_HOOKS"):
+            manager.add_hookcall_monitoring(
+                lambda hook, impls, kw: logger.debug("hook %s(%s)", hook, sorted(kw)),
+                lambda outcome, hook, impls, kw: logger.debug("hook %s done", hook),
+            )
+        return cls(manager, name)
+
+    def _call(self, hook: str, **kwargs: Any) -> Any:
+        result = getattr(self.manager.hook, hook)(**kwargs)
+        if result is None:
+            raise BackendCapabilityException(hook, self.name)
+        return result
+
+    def implements(self, hook: str) -> bool:
+        return bool(getattr(self.manager.hook, hook).get_hookimpls())
+
+    # --- backend -----------------------------------------------------------------------------
+    def describe(self) -> BackendInfo:
+        return self._call("simml_backend_describe")
+
+    # --- workspaces --------------------------------------------------------------------------
+    def workspace_get(self, ref: WorkspaceRef) -> WorkspaceInfo:
+        return self._call("simml_workspace_get", ref=ref)
+
+    def workspace_create(self, ref: WorkspaceRef, exist_ok: bool) -> WorkspaceInfo:
+        return self._call("simml_workspace_create", ref=ref, exist_ok=exist_ok)
+
+    def workspace_list(self, subscription_id: str | None, resource_group: str | None
+                       ) -> list[WorkspaceInfo]:
+        return self._call("simml_workspace_list", subscription_id=subscription_id,
+                          resource_group=resource_group)
+
+    # --- run history -------------------------------------------------------------------------
+    def history_open(self, workspace: WorkspaceInfo) -> RunHistoryStore:
+        return self._call("simml_history_open", workspace=workspace)
+
+    # --- models ------------------------------------------------------------------------------
+    def model_register(self, workspace: WorkspaceInfo, registration: ModelRegistration) -> ModelInfo:
+        return self._call("simml_model_register", workspace=workspace, registration=registration)
+
+    def model_get(self, workspace: WorkspaceInfo, name: str, version: int | None) -> ModelInfo:
+        return self._call("simml_model_get", workspace=workspace, name=name, version=version)
+
+    def model_list(self, workspace: WorkspaceInfo, query: ModelQuery) -> list[ModelInfo]:
+        return self._call("simml_model_list", workspace=workspace, query=query)
+
+    def model_update(self, workspace: WorkspaceInfo, name: str, version: int, *,
+                     add_tags: dict[str, str] | None = None, remove_tags: list[str] | None = None,
+                     add_properties: dict[str, str] | None = None,
+                     description: str | None = None) -> ModelInfo:
+        return self._call("simml_model_update", workspace=workspace, name=name, version=version,
+                          add_tags=add_tags, remove_tags=remove_tags,
+                          add_properties=add_properties, description=description)
+
+    def model_download(self, workspace: WorkspaceInfo, name: str, version: int, target_dir: str,
+                       exist_ok: bool) -> str:
+        return self._call("simml_model_download", workspace=workspace, name=name, version=version,
+                          target_dir=target_dir, exist_ok=exist_ok)
+
+    def model_delete(self, workspace: WorkspaceInfo, name: str, version: int) -> bool:
+        return self._call("simml_model_delete", workspace=workspace, name=name, version=version)
+
+    # --- datastores --------------------------------------------------------------------------
+    def datastore_get(self, workspace: WorkspaceInfo, name: str | None) -> DatastoreInfo:
+        return self._call("simml_datastore_get", workspace=workspace, name=name)
+
+    def datastore_list(self, workspace: WorkspaceInfo) -> list[DatastoreInfo]:
+        return self._call("simml_datastore_list", workspace=workspace)
+
+    def datastore_register(self, workspace: WorkspaceInfo, info: DatastoreInfo, location: str,
+                           overwrite: bool) -> DatastoreInfo:
+        return self._call("simml_datastore_register", workspace=workspace, info=info,
+                          location=location, overwrite=overwrite)
+
+    def datastore_set_default(self, workspace: WorkspaceInfo, name: str) -> DatastoreInfo:
+        return self._call("simml_datastore_set_default", workspace=workspace, name=name)
+
+    def datastore_upload(self, workspace: WorkspaceInfo, name: str, items: tuple[UploadItem, ...],
+                         overwrite: bool, progress: Progress | None) -> TransferResult:
+        return self._call("simml_datastore_upload", workspace=workspace, name=name, items=items,
+                          overwrite=overwrite, progress=progress)
+
+    def datastore_download(self, workspace: WorkspaceInfo, name: str, prefix: str | None,
+                           target_path: str, overwrite: bool, progress: Progress | None
+                           ) -> TransferResult:
+        return self._call("simml_datastore_download", workspace=workspace, name=name,
+                          prefix=prefix, target_path=target_path, overwrite=overwrite,
+                          progress=progress)
+
+    def datastore_list_files(self, workspace: WorkspaceInfo, name: str, prefix: str | None
+                             ) -> list[str]:
+        return self._call("simml_datastore_list_files", workspace=workspace, name=name,
+                          prefix=prefix)
+
+    # --- compute -----------------------------------------------------------------------------
+    def compute_get(self, workspace: WorkspaceInfo, name: str) -> ComputeInfo:
+        return self._call("simml_compute_get", workspace=workspace, name=name)
+
+    def compute_list(self, workspace: WorkspaceInfo) -> list[ComputeInfo]:
+        return self._call("simml_compute_list", workspace=workspace)
+
+    def compute_create(self, workspace: WorkspaceInfo, name: str, config: dict[str, Any]
+                       ) -> ComputeInfo:
+        return self._call("simml_compute_create", workspace=workspace, name=name, config=config)
+
+    def compute_status(self, workspace: WorkspaceInfo, name: str) -> ComputeStatus:
+        return self._call("simml_compute_status", workspace=workspace, name=name)
+
+    def compute_delete(self, workspace: WorkspaceInfo, name: str) -> bool:
+        return self._call("simml_compute_delete", workspace=workspace, name=name)
+
+    # --- environments ------------------------------------------------------------------------
+    def environment_register(self, workspace: WorkspaceInfo, name: str, definition: dict[str, Any]
+                             ) -> EnvironmentInfo:
+        return self._call("simml_environment_register", workspace=workspace, name=name,
+                          definition=definition)
+
+    def environment_get(self, workspace: WorkspaceInfo, name: str, version: str | None
+                        ) -> EnvironmentInfo:
+        return self._call("simml_environment_get", workspace=workspace, name=name,
+                          version=version)
+
+    # --- execution ---------------------------------------------------------------------------
+    def run_submit(self, workspace: WorkspaceInfo, submission: RunSubmission) -> RunHandle:
+        return self._call("simml_run_submit", workspace=workspace, submission=submission)
+
+    def run_observe(self, workspace: WorkspaceInfo, run_id: str, cursor: int) -> RunObservation:
+        return self._call("simml_run_observe", workspace=workspace, run_id=run_id, cursor=cursor)
+
+    def run_cancel(self, workspace: WorkspaceInfo, run_id: str) -> bool:
+        return self._call("simml_run_cancel", workspace=workspace, run_id=run_id)
