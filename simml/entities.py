@@ -128,14 +128,17 @@ class MetricBatch:
 
 
 @dataclass(frozen=True)
-class MetricRecord:
-    """One stored metric value, in logging order."""
+class MetricSeries:
+    """Consecutive stored values of one metric (a chunk), in logging order.
+
+    A run's values of a metric are the concatenation of its series in the order returned.
+    """
 
     name: str
     kind: str
-    value: Any
-    step: int | None
-    time: float
+    values: tuple[Any, ...]
+    steps: tuple[int | None, ...]
+    times: tuple[float, ...]
 
 
 @dataclass(frozen=True)

@@ -404,31 +404,39 @@ class RunStateMachine:
         last_driven_at: datetime | None = None
         succeeded: bool | None = None
         for index, t in enumerate(self._history):
-            where = f"Run {self.run_id}: history[{index}] ({t})"
+            problem: str | None = None
             if t.old is None:
-                _check(index == 0, f"{where}: only the first entry may have no old status")
+                if index:
+                    problem = "only the first entry may have no old status"
                 status = t.new
-                continue
-            if status is None:
-                status = t.old
-            _check(t.old == status, f"{where}: starts from {t.old}, but the run was {status}")
-            if t.observed:
-                _check(t.event == Observed(t.new), f"{where}: observed entry with event {t.event}")
-                _check(t.new != t.old, f"{where}: an unchanged report is recorded")
-                if _advances(status, t.new):
+            else:
+                if status is None:
+                    status = t.old
+                if t.old != status:
+                    problem = f"starts from {t.old}, but the run was {status}"
+                elif t.observed:
+                    if t.event != Observed(t.new):
+                        problem = f"observed entry with event {t.event}"
+                    elif t.new == t.old:
+                        problem = "an unchanged report is recorded"
+                    elif _advances(status, t.new):
+                        status = t.new
+                elif status in TERMINAL:
+                    problem = f"driven transition out of terminal {status}"
+                elif _target(status, t.event, succeeded) != t.new:
+                    problem = "not allowed by TRANSITIONS"
+                elif last_driven_at is not None and t.at < last_driven_at:
+                    problem = f"time goes backwards (previous {last_driven_at.isoformat()})"
+                else:
+                    last_driven_at = t.at
+                    if isinstance(t.event, ExecutionEnded):
+                        succeeded = t.event.success
                     status = t.new
-                continue
-            _check(status not in TERMINAL, f"{where}: driven transition out of terminal {status}")
-            _check(_target(status, t.event, succeeded) == t.new, f"{where}: not allowed")
-            _check(last_driven_at is None or t.at >= last_driven_at,
-                   f"{where}: time goes backwards (previous {last_driven_at})")
-            last_driven_at = t.at
-            if isinstance(t.event, ExecutionEnded):
-                succeeded = t.event.success
-            status = t.new
-        if status is not None:
-            _check(self._status == status,
-                   f"Run {self.run_id}: status is {self._status}, but history leads to {status}")
+            if problem is not None:
+                raise AssertionError(f"Run {self.run_id}: history[{index}] ({t}): {problem}")
+        if status is not None and status != self._status:
+            raise AssertionError(
+                f"Run {self.run_id}: status is {self._status}, but history leads to {status}")
 
     def _note_driven(self, transition: Transition) -> None:
         """Keep the facts that later driven events depend on."""
@@ -437,11 +445,6 @@ class RunStateMachine:
         self._last_driven_at = transition.at
         if isinstance(transition.event, ExecutionEnded):
             self._execution_succeeded = transition.event.success
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise AssertionError(message)
 
 
 def replay(run_id: str, transitions: Iterable[Transition]) -> RunStateMachine:

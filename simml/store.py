@@ -16,7 +16,7 @@ from simml.entities import (
     BestRun,
     ExperimentInfo,
     MetricBatch,
-    MetricRecord,
+    MetricSeries,
     RunCreate,
     RunInfo,
     RunQuery,
@@ -79,8 +79,8 @@ class RunHistoryStore(Protocol):
     def log_metrics(self, batch: MetricBatch) -> None:
         """Append every row of ``batch`` in one transaction, keeping their order."""
 
-    def get_metrics(self, run_id: str, name: str | None = None) -> list[MetricRecord]:
-        """Stored metric values of a run in logging order."""
+    def get_metrics(self, run_id: str, name: str | None = None) -> list[MetricSeries]:
+        """Stored metric values of a run, as series in logging order."""
 
     def best_runs(self, experiment_name: str, metric: str, maximize: bool,
                   limit: int = 1) -> list[BestRun]:

@@ -209,3 +209,21 @@ def test_log_image(exp, tmp_path: Path) -> None:
     (tmp_path / "not.png").write_text("text")
     with pytest.raises(InvalidValueException, match="PNG"):
         run.log_image("other", path=str(tmp_path / "not.png"))
+
+
+def test_best_run_query_helper(exp) -> None:
+    runs = []
+    for values in ([0.5, 0.9], [0.95], [0.1, 0.2], ["n/a"]):
+        run = exp.start_logging()
+        for v in values:
+            run.log("acc" if not isinstance(v, str) else "note", v)
+        run.complete()
+        runs.append(run)
+    assert exp.get_best_run("acc").id == runs[1].id
+    assert exp.get_best_run("acc", goal="minimize").id == runs[2].id
+    ranked = exp.get_runs_by_metric("acc", top=3)
+    assert [(r.id, v) for r, v in ranked] == [(runs[1].id, 0.95), (runs[0].id, 0.9),
+                                                (runs[2].id, 0.2)]
+    assert exp.get_best_run("missing") is None
+    with pytest.raises(InvalidValueException):
+        exp.get_best_run("acc", goal="up")

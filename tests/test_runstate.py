@@ -419,6 +419,7 @@ LIKELY: dict[RunStatus, list[Event]] = {
     S.Finalizing: [Completed(), Failed(ERROR)],
     S.CancelRequested: [Canceled()],
 }
+LIKELY_NEXT = {status: st.sampled_from(events) for status, events in LIKELY.items()}
 STEP = st.integers(min_value=0, max_value=3600)
 STAGE_INDEX = {status: index for index, status in enumerate(STAGE_STATUS[s] for s in STAGE_ORDER)}
 
@@ -450,8 +451,7 @@ class RunLifecycle(RuleBasedStateMachine):
 
     @rule(data=st.data(), seconds=STEP)
     def drive_likely(self, data: st.DataObject, seconds: int) -> None:
-        self._drive(data.draw(st.sampled_from(LIKELY.get(self.machine.status, [Failed(ERROR)]))),
-                    seconds)
+        self._drive(data.draw(LIKELY_NEXT.get(self.machine.status, EVENTS)), seconds)
 
     def _drive(self, event: Event, seconds: int) -> None:
         before, history = self._step(seconds)
@@ -498,8 +498,16 @@ class RunLifecycle(RuleBasedStateMachine):
         assert indices == sorted(indices)
 
     @invariant()
-    def valid_and_replayable(self) -> None:
+    def failed_execution_never_completes(self) -> None:
+        events = [t.event for t in self.machine.history if not t.observed]
+        if ExecutionEnded(False) in events or ExecutionEnded(False, ERROR) in events:
+            assert Completed() not in events
+
+    @invariant()
+    def valid(self) -> None:
         self.machine.validate()
+
+    def teardown(self) -> None:
         rebuilt = replay("run-h", self.machine.history)
         assert (rebuilt.status, rebuilt.history) == (self.machine.status, self.machine.history)
 

@@ -23,7 +23,7 @@ from simml.entities import (
     BestRun,
     ExperimentInfo,
     MetricBatch,
-    MetricRecord,
+    MetricSeries,
     RunCreate,
     RunInfo,
     RunQuery,
@@ -46,7 +46,8 @@ MIGRATIONS: tuple[str, ...] = (
         tags TEXT NOT NULL DEFAULT '{}'
     );
     CREATE TABLE runs (
-        id TEXT PRIMARY KEY,
+        key INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
         experiment_id TEXT NOT NULL REFERENCES experiments(id),
         number INTEGER NOT NULL,
         parent_id TEXT,
@@ -81,14 +82,18 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE TABLE metrics (
         seq INTEGER PRIMARY KEY,
-        run_id TEXT NOT NULL,
+        run_key INTEGER NOT NULL,
         name TEXT NOT NULL,
         kind TEXT NOT NULL,
-        value,
-        step INTEGER,
-        time REAL NOT NULL
+        count INTEGER NOT NULL,
+        vals TEXT NOT NULL,
+        steps TEXT,
+        times TEXT NOT NULL,
+        vmin REAL,
+        vmax REAL
     );
-    CREATE INDEX metrics_by_run ON metrics (run_id, name);
+    CREATE INDEX metrics_by_run ON metrics (run_key, name);
+    CREATE INDEX metrics_by_name ON metrics (name, run_key);
     CREATE TABLE run_files (
         run_id TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, time REAL NOT NULL,
         PRIMARY KEY (run_id, path)
@@ -174,11 +179,12 @@ class SqliteRunHistoryStore:
             self._all.clear()
         self._local = threading.local()
 
-    def _run_row(self, con: sqlite3.Connection, run_id: str) -> sqlite3.Row:
-        row = con.execute("SELECT id FROM runs WHERE id = ?", (run_id,)).fetchone()
+    def _run_key(self, con: sqlite3.Connection, run_id: str) -> int:
+        """The run's integer key (metrics reference it: cheaper to index than the text id)."""
+        row = con.execute("SELECT key FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise NotFoundException(f"Run {run_id!r} was not found in this workspace.")
-        return row
+        return int(row[0])
 
     # --- experiments ---------------------------------------------------------------------------
     @staticmethod
@@ -231,7 +237,7 @@ class SqliteRunHistoryStore:
             if con.execute("SELECT 1 FROM runs WHERE id = ?", (request.run_id,)).fetchone():
                 raise UserErrorException(f"A run with id {request.run_id!r} already exists.")
             if request.parent_id is not None:
-                self._run_row(con, request.parent_id)
+                self._run_key(con, request.parent_id)
             number = con.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM runs "
                                  "WHERE experiment_id = ?", (experiment.id,)).fetchone()[0]
             con.execute(
@@ -337,7 +343,7 @@ class SqliteRunHistoryStore:
         con = self.connection()
         when = at.timestamp()
         with write_transaction(con):
-            self._run_row(con, run_id)
+            self._run_key(con, run_id)
             con.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run_id))
             con.execute("INSERT INTO run_status (run_id, status, time) VALUES (?,?,?)",
                         (run_id, status, when))
@@ -354,7 +360,7 @@ class SqliteRunHistoryStore:
                    definition: dict[str, Any] | None = None) -> RunInfo:
         con = self.connection()
         with write_transaction(con):
-            self._run_row(con, run_id)
+            self._run_key(con, run_id)
             if display_name is not None:
                 con.execute("UPDATE runs SET display_name = ? WHERE id = ?", (display_name, run_id))
             if definition is not None:
@@ -365,21 +371,21 @@ class SqliteRunHistoryStore:
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         con = self.connection()
         with write_transaction(con):
-            self._run_row(con, run_id)
+            self._run_key(con, run_id)
             con.executemany("INSERT OR REPLACE INTO run_tags VALUES (?,?,?)",
                             [(run_id, k, v) for k, v in tags.items()])
 
     def remove_tags(self, run_id: str, keys: Iterable[str]) -> None:
         con = self.connection()
         with write_transaction(con):
-            self._run_row(con, run_id)
+            self._run_key(con, run_id)
             con.executemany("DELETE FROM run_tags WHERE run_id = ? AND key = ?",
                             [(run_id, k) for k in keys])
 
     def add_properties(self, run_id: str, properties: dict[str, str]) -> None:
         con = self.connection()
         with write_transaction(con):
-            self._run_row(con, run_id)
+            self._run_key(con, run_id)
             for key, value in properties.items():
                 row = con.execute("SELECT value FROM run_properties WHERE run_id = ? AND key = ?",
                                   (run_id, key)).fetchone()
@@ -392,41 +398,68 @@ class SqliteRunHistoryStore:
 
     # --- metrics -------------------------------------------------------------------------------
     def log_metrics(self, batch: MetricBatch) -> None:
+        """Store the batch as one chunk row per (name, kind): values, steps and times as JSON
+        arrays, with the chunk's numeric min and max for ranking queries. Writing chunks instead
+        of a row per value is what makes 100k values/s possible; order is kept by chunk sequence
+        and position within the chunk."""
+        chunks: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+        for row in batch.rows:
+            key = (row[0], row[1])
+            chunk = chunks.get(key)
+            if chunk is None:
+                chunks[key] = [row]
+            else:
+                chunk.append(row)
+        records = []
+        for (name, kind), rows in chunks.items():
+            values = [r[2] for r in rows]
+            steps = [r[3] for r in rows]
+            numbers = [v for v in values if type(v) is float or type(v) is int]
+            records.append((
+                name, kind, len(rows), json.dumps(values, allow_nan=False),
+                None if all(s is None for s in steps) else json.dumps(steps),
+                json.dumps([r[4] for r in rows]),
+                min(numbers) if numbers else None, max(numbers) if numbers else None))
         con = self.connection()
-        run_id = batch.run_id
         with write_transaction(con):
-            self._run_row(con, run_id)
+            run_key = self._run_key(con, batch.run_id)
             con.executemany(
-                "INSERT INTO metrics (run_id, name, kind, value, step, time) VALUES (?,?,?,?,?,?)",
-                [(run_id, *row) for row in batch.rows])
+                "INSERT INTO metrics (run_key, name, kind, count, vals, steps, times, vmin, vmax) "
+                "VALUES (?,?,?,?,?,?,?,?,?)", [(run_key, *r) for r in records])
 
-    def get_metrics(self, run_id: str, name: str | None = None) -> list[MetricRecord]:
+    def get_metrics(self, run_id: str, name: str | None = None) -> list[MetricSeries]:
         con = self.connection()
-        self._run_row(con, run_id)
-        sql = "SELECT name, kind, value, step, time FROM metrics WHERE run_id = ?"
-        args: tuple[Any, ...] = (run_id,)
+        key = self._run_key(con, run_id)
+        sql = "SELECT name, kind, vals, steps, times FROM metrics WHERE run_key = ?"
+        args: tuple[Any, ...] = (key,)
         if name is not None:
             sql += " AND name = ?"
-            args = (run_id, name)
-        return [MetricRecord(*row) for row in con.execute(sql + " ORDER BY seq", args)]
+            args = (key, name)
+        series: list[MetricSeries] = []
+        for metric, kind, vals, steps, times in con.execute(sql + " ORDER BY seq", args):
+            values = tuple(json.loads(vals))
+            series.append(MetricSeries(
+                metric, kind, values,
+                tuple(json.loads(steps)) if steps else (None,) * len(values),
+                tuple(json.loads(times))))
+        return series
 
     def best_runs(self, experiment_name: str, metric: str, maximize: bool,
                   limit: int = 1) -> list[BestRun]:
-        best = "MAX" if maximize else "MIN"
-        order = "DESC" if maximize else "ASC"
+        best, column, order = ("MAX", "vmax", "DESC") if maximize else ("MIN", "vmin", "ASC")
         rows = self.connection().execute(
-            f"SELECT m.run_id, {best}(m.value) AS best FROM metrics m "
-            "JOIN runs r ON r.id = m.run_id JOIN experiments e ON e.id = r.experiment_id "
-            "WHERE e.name = ? AND m.name = ? AND typeof(m.value) IN ('integer', 'real') "
-            f"GROUP BY m.run_id ORDER BY best {order}, m.run_id LIMIT ?",
-            (experiment_name, metric, int(limit))).fetchall()
+            f"SELECT r.id, {best}(m.{column}) AS best FROM metrics m "
+            "JOIN runs r ON r.key = m.run_key JOIN experiments e ON e.id = r.experiment_id "
+            f"WHERE m.name = ? AND e.name = ? AND m.{column} IS NOT NULL "
+            f"GROUP BY m.run_key ORDER BY best {order}, r.id LIMIT ?",
+            (metric, experiment_name, int(limit))).fetchall()
         return [BestRun(run_id, float(value)) for run_id, value in rows]
 
     # --- files ---------------------------------------------------------------------------------
     def upload_file(self, run_id: str, name: str, source: BinaryIO) -> None:
         relpath = safe_relpath(name)
         con = self.connection()
-        self._run_row(con, run_id)
+        self._run_key(con, run_id)
         run_dir = self.artifacts / run_id
         target = safe_join(run_dir, relpath)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -444,7 +477,7 @@ class SqliteRunHistoryStore:
 
     def list_files(self, run_id: str) -> list[str]:
         con = self.connection()
-        self._run_row(con, run_id)
+        self._run_key(con, run_id)
         return [r[0] for r in con.execute(
             "SELECT path FROM run_files WHERE run_id = ? ORDER BY path", (run_id,))]
 
@@ -454,7 +487,7 @@ class SqliteRunHistoryStore:
         con = self.connection()
         if con.execute("SELECT 1 FROM run_files WHERE run_id = ? AND path = ?",
                        (run_id, relpath)).fetchone() is None:
-            self._run_row(con, run_id)
+            self._run_key(con, run_id)
             raise NotFoundException(f"Run {run_id} has no file {name!r}.")
         return safe_join(self.artifacts / run_id, relpath)
 

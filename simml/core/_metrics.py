@@ -14,7 +14,7 @@ import json
 import math
 from typing import Any, Iterable, Mapping
 
-from simml.entities import MetricRecord
+from simml.entities import MetricSeries
 from simml.exceptions import InvalidValueException, UserErrorException
 
 SCALAR = "scalar"
@@ -77,12 +77,6 @@ def encode_json(kind: str, value: Any) -> tuple[str, Any]:
     return kind + JSON_SUFFIX, json.dumps(value, allow_nan=False)
 
 
-def decode(kind: str, value: Any) -> tuple[str, Any]:
-    if kind.endswith(JSON_SUFFIX):
-        return kind[: -len(JSON_SUFFIX)], json.loads(value)
-    return kind, value
-
-
 def validate_row(name: str, row: Mapping[str, Any]) -> dict[str, Any]:
     if not row:
         raise InvalidValueException(f"Metric {name!r}: log_row needs at least one column.")
@@ -116,16 +110,22 @@ def validate_table(name: str, table: Mapping[str, Any]) -> dict[str, list[Any]]:
     return columns
 
 
-def fold(records: Iterable[MetricRecord]) -> dict[str, Any]:
-    """Azure's ``get_metrics`` shapes from stored records in logging order."""
+def decode_series(series: MetricSeries) -> tuple[str, list[Any]]:
+    if series.kind.endswith(JSON_SUFFIX):
+        return series.kind[: -len(JSON_SUFFIX)], [json.loads(v) for v in series.values]
+    return series.kind, list(series.values)
+
+
+def fold(stored: Iterable[MetricSeries]) -> dict[str, Any]:
+    """Azure's ``get_metrics`` shapes from stored series in logging order."""
     grouped: dict[str, tuple[str, list[Any]]] = {}
-    for record in records:
-        kind, value = decode(record.kind, record.value)
-        entry = grouped.get(record.name)
+    for series in stored:
+        kind, values = decode_series(series)
+        entry = grouped.get(series.name)
         if entry is None:
-            grouped[record.name] = (kind, [value])
+            grouped[series.name] = (kind, values)
         else:
-            entry[1].append(value)
+            entry[1].extend(values)
     result: dict[str, Any] = {}
     for name, (kind, values) in grouped.items():
         if kind == SCALAR:

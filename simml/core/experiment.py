@@ -114,6 +114,26 @@ class Experiment:
         for info in self._workspace._history().query_runs(query):
             yield Run._from_info(self, info)
 
+    def get_best_run(self, metric_name: str, goal: str = "maximize") -> "Run | None":
+        """simml addition: the run whose best logged value of ``metric_name`` is best.
+
+        A run's best value is its maximum (``goal="maximize"``) or minimum (``"minimize"``) over
+        every numeric value it logged for the metric, as HyperDrive ranks children; runs that never
+        logged it are skipped. Answered by one indexed query, not by loading every run.
+        """
+        ranked = self.get_runs_by_metric(metric_name, goal, top=1)
+        return ranked[0][0] if ranked else None
+
+    def get_runs_by_metric(self, metric_name: str, goal: str = "maximize", top: int = 10
+                           ) -> list[tuple["Run", float]]:
+        """simml addition: the ``top`` runs ranked by their best value of ``metric_name``."""
+        from simml.core.run import Run
+        if goal.lower() not in ("maximize", "minimize"):
+            raise InvalidValueException(f"goal must be 'maximize' or 'minimize', not {goal!r}.")
+        store = self._workspace._history()
+        best = store.best_runs(self._name, metric_name, goal.lower() == "maximize", top)
+        return [(Run._from_info(self, store.get_run(b.run_id)), b.value) for b in best]
+
     def __repr__(self) -> str:
         return f"Experiment(Name: {self._name},\nWorkspace: {self._workspace.name})"
 

@@ -62,6 +62,7 @@ class Run:
         self._workspace = experiment.workspace
         self._store = self._workspace._history()
         self._clock = self._workspace._clock
+        self._time = self._clock.time
         self._info: RunInfo = info
         self._outputs = outputs
         self._buffer: list[tuple[Any, ...]] = []
@@ -242,11 +243,13 @@ class Run:
         if known is None:
             stored = self._store.get_metrics(self.id, name)[:1]
             if stored:
-                stored_kind, stored_value = _metrics.decode(stored[0].kind, stored[0].value)
-                known = (stored_kind, _metrics.value_class(stored_value))
+                stored_kind, stored_values = _metrics.decode_series(stored[0])
+                known = (stored_kind, _metrics.value_class(stored_values[0]))
             else:
                 known = (kind, family)
             self._name_kinds[name] = known
+        if known[1] == "none" and family != "none":
+            known = self._name_kinds[name] = (known[0], family)
         if known[0] != kind:
             raise InvalidValueException(
                 f"Metric {name!r} was logged with log_{known[0]}; it cannot also be logged with "
@@ -256,28 +259,47 @@ class Run:
                 f"Metric {name!r} holds {known[1]} values; {value!r} is a {family}. Log a "
                 f"{known[1]} or use another metric name.")
 
+    def _start_buffer(self, now: float) -> None:
+        self._buffer_started = now
+        if not self._exit_hook:
+            atexit.register(self.flush)
+            self._exit_hook = True
+
     def _append(self, name: str, kind: str, value: Any, step: int | None) -> None:
         buffer = self._buffer
-        now = self._clock.time()
+        now = self._time()
         if not buffer:
-            self._buffer_started = now
-            if not self._exit_hook:
-                atexit.register(self.flush)
-                self._exit_hook = True
+            self._start_buffer(now)
         buffer.append((name, kind, value, step, now))
         if len(buffer) >= FLUSH_ROWS or now - self._buffer_started > FLUSH_SECONDS:
             self.flush()
 
     def log(self, name: str, value: Any, description: str = "", step: int | None = None) -> None:
         """Log a scalar; logging a name again appends (``get_metrics`` then gives a list)."""
-        value = _metrics.normalize_scalar(name, value)
-        if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+        # Hot path (100k calls/s): finite floats, ints and strings of an already pinned name.
+        cls = type(value)
+        if cls is float and value - value == 0.0 or cls is int:
+            family = "number"
+        elif cls is str:
+            family = "string"
+        else:
+            value = _metrics.normalize_scalar(name, value)
+            family = _metrics.value_class(value)
+        if step is not None and (type(step) is not int):
             raise InvalidValueException(f"Metric {name!r}: step must be an int, not {step!r}.")
         known = self._name_kinds.get(name)
-        if known is None or known[0] != "scalar" or _metrics.value_class(value) != known[1]:
+        if known is None or known[0] != "scalar" or known[1] != family:
             self._pin(name, "scalar", value)
-        kind, stored = _metrics.encode("scalar", value)
-        self._append(name, kind, stored, step)
+        if family == "bool":
+            self._append(name, *_metrics.encode("scalar", value), step)
+            return
+        buffer = self._buffer
+        now = self._time()
+        if not buffer:
+            self._start_buffer(now)
+        buffer.append((name, "scalar", value, step, now))
+        if len(buffer) >= FLUSH_ROWS or now - self._buffer_started > FLUSH_SECONDS:
+            self.flush()
 
     def log_list(self, name: str, value: Any, description: str = "") -> None:
         if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
