@@ -99,6 +99,31 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (run_id, path)
     ) WITHOUT ROWID;
     """,
+    # 2: the model registry (backends/simml_local/registry.py)
+    """
+    CREATE TABLE models (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        created_time REAL NOT NULL,
+        description TEXT,
+        framework TEXT,
+        framework_version TEXT,
+        run_id TEXT,
+        experiment_name TEXT,
+        files TEXT NOT NULL,
+        UNIQUE (name, version)
+    );
+    CREATE INDEX models_by_run ON models (run_id);
+    CREATE TABLE model_tags (
+        model_id INTEGER NOT NULL, key TEXT NOT NULL, value TEXT,
+        PRIMARY KEY (model_id, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE model_properties (
+        model_id INTEGER NOT NULL, key TEXT NOT NULL, value TEXT,
+        PRIMARY KEY (model_id, key)
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -493,6 +493,27 @@ class Run:
                 target = base / relative
             _copy_stream_atomic(self._store.open_file(self.id, name), target)
 
+    # --- models --------------------------------------------------------------------------------
+    def register_model(self, model_name: str, model_path: str | None = None,
+                       tags: dict[str, Any] | None = None,
+                       properties: dict[str, Any] | None = None,
+                       model_framework: str | None = None,
+                       model_framework_version: str | None = None,
+                       description: str | None = None, datasets: Any = None,
+                       sample_input_dataset: Any = None, sample_output_dataset: Any = None,
+                       resource_configuration: Any = None, **kwargs: Any) -> Any:
+        """Register a file or folder among this run's uploaded files as a model version
+        (``model_path`` defaults to ``model_name``); raises ``ModelPathNotFoundException`` listing
+        the run's files when it is not one of them."""
+        from simml.core.model import register_model_from_run
+        self.flush()
+        return register_model_from_run(
+            self, model_name, model_path=model_path, tags=tags, properties=properties,
+            model_framework=model_framework, model_framework_version=model_framework_version,
+            description=description, datasets=datasets, sample_input_dataset=sample_input_dataset,
+            sample_output_dataset=sample_output_dataset,
+            resource_configuration=resource_configuration, **kwargs)
+
     # --- children ------------------------------------------------------------------------------
     def child_run(self, name: str | None = None, run_id: str | None = None,
                   outputs: str | None = None) -> "Run":
