@@ -290,7 +290,10 @@ def _check_invariants(state: ClusterState, queued_order: list[str], max_ever: in
     cfg = state.config
     assert state.current_node_count <= max_ever
     if state.provisioning_state == "Succeeded":
-        assert state.target_node_count >= cfg.min_nodes
+        # Leaving nodes hold their max_nodes slot until gone, so after min_nodes is raised
+        # while a node leaves, the floor is what max_nodes leaves room for.
+        assert state.target_node_count >= min(cfg.min_nodes,
+                                               cfg.max_nodes - state.leaving_node_count)
     ids = [n.node_id for n in state.nodes]
     assert ids == sorted(set(ids))
     for node in state.nodes:
@@ -314,49 +317,66 @@ actions = st.lists(st.one_of(
     st.tuples(st.just("queue"), st.integers(1, 2)),
     st.tuples(st.just("finish"), st.integers(0, 5)),
     st.tuples(st.just("cancel"), st.integers(0, 5)),
-    st.tuples(st.just("update"), st.tuples(st.integers(0, 3), st.integers(0, 2), st.integers(0, 600))),
+    st.tuples(st.just("update"), st.tuples(st.integers(0, 3), st.integers(-2, 2), st.integers(0, 600))),
 ), min_size=1, max_size=30)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(min_nodes=st.integers(0, 2), extra=st.integers(0, 2), idle=st.integers(0, 600),
        timings=st.builds(Timings, st.integers(0, 120), st.integers(0, 200), st.integers(0, 60)),
-       script=actions)
+       script=actions, lowering=st.booleans(), delete_at=st.one_of(st.none(), st.integers(0, 30)))
 def test_random_event_sequences_keep_the_invariants(min_nodes: int, extra: int, idle: int,
-                                                    timings: Timings, script: list[Any]) -> None:
+                                                    timings: Timings, script: list[Any], lowering: bool,
+                                                    delete_at: Optional[int]) -> None:
+    """max_nodes is never exceeded (when it is only ever raised; after lowering, the cluster never
+    grows while above it), min_nodes is kept, starts are FIFO, every startable job starts once
+    running jobs finish, and next_change names exactly the moments the state changes."""
     max_nodes = max(1, min_nodes + extra)
     events: list[Any] = [created(min_nodes, max_nodes, idle, timings)]
     queued_order: list[str] = []
     t = T0
     max_ever = max_nodes
     previous = T0
-    for kind, arg in script:
+    last: Optional[ClusterState] = None
+
+    def check(state: ClusterState) -> None:
+        nonlocal last
+        _check_invariants(state, queued_order, max_ever)
+        if lowering:
+            if last is not None and state.current_node_count > last.current_node_count:
+                assert state.current_node_count <= state.config.max_nodes
+        else:
+            assert state.current_node_count <= state.config.max_nodes
+        last = state
+
+    for step, (kind, arg) in enumerate(script):
         state = cluster_state(events, t)
-        if kind == "wait":
+        if step == delete_at:
+            events.append(ClusterDeleted(t))
+        elif kind == "wait":
             t += timedelta(seconds=arg)
         elif kind == "queue":
             job = f"job{len(queued_order)}"
-            nodes = min(arg, state.config.max_nodes)
-            events.append(JobQueued(t, job, nodes))
+            events.append(JobQueued(t, job, min(arg, state.config.max_nodes)))
             queued_order.append(job)
         elif kind in ("finish", "cancel"):
             pool = sorted(state.running_jobs) if kind == "finish" else list(state.queue) + sorted(state.running_jobs)
             if pool:
                 job = pool[arg % len(pool)]
                 events.append(JobFinished(t, job) if kind == "finish" else JobCanceled(t, job))
-        else:  # update: min anything up to the (never lowered) max
-            new_min, grow, new_idle = arg
-            new_max = state.config.max_nodes + grow
+        else:
+            new_min, delta, new_idle = arg
+            new_max = max(1, state.config.max_nodes + (delta if lowering else abs(delta)))
             events.append(ClusterUpdated(t, min(new_min, new_max), new_max, new_idle))
             max_ever = max(max_ever, new_max)
         for _, s in _walk(events, previous, t):
-            _check_invariants(s, queued_order, max_ever)
+            check(s)
         previous = t
 
-    # Drain: finish whatever runs, wait for the next change otherwise; every queued job must start.
+    # Drain: finish whatever runs, wait for the next change otherwise.
     for _ in range(200):
         state = cluster_state(events, t)
-        _check_invariants(state, queued_order, max_ever)
+        check(state)
         if state.running_jobs:
             t += timedelta(seconds=1)
             events += [JobFinished(t, j) for j in sorted(state.running_jobs)]
@@ -368,12 +388,19 @@ def test_random_event_sequences_keep_the_invariants(min_nodes: int, extra: int, 
     else:
         raise AssertionError("the cluster never quiesced")
     state = cluster_state(events, t)
-    assert state.queue == ()
-    assert set(queued_order) == set(state.assignments) | state.canceled | state.finished
-    never_started = (state.canceled | state.finished) - set(state.assignments)
-    assert all(j in state.canceled or j in state.finished for j in never_started)
-    assert state.current_node_count == state.config.min_nodes  # quiet cluster rests at min_nodes
     assert cluster_state(events, t) == state  # deterministic
+    if state.provisioning_state == "Deleted":
+        assert state.nodes == () and state.queue == ()
+        assert set(queued_order) == set(state.assignments) | state.canceled | state.finished
+        return
+    assert state.provisioning_state == "Succeeded"
+    waiting = {e.job_id: e.nodes for e in events if isinstance(e, JobQueued)}
+    if state.queue:  # only a job wider than max_nodes (lowered after it was queued) can block
+        assert waiting[state.queue[0]] > state.config.max_nodes
+        assert state.current_node_count == state.idle_node_count == state.config.max_nodes
+    else:
+        assert set(queued_order) == set(state.assignments) | state.canceled | state.finished
+        assert state.current_node_count == state.idle_node_count == state.config.min_nodes
 
 
 # --------------------------------------------------------------------------------------------------

@@ -65,3 +65,9 @@ def test_unknown_run_id(ws) -> None:
         Run(exp, "nope")
     with pytest.raises(NotFoundException):
         ws.get_run("nope")
+
+
+def test_unknown_experiment_when_not_creating(ws) -> None:
+    with pytest.raises(NotFoundException, match="never-made"):
+        Experiment(ws, "never-made", _create_in_cloud=False)
+    assert "never-made" not in ws.experiments

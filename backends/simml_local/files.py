@@ -10,29 +10,37 @@ Three promises, because each one is a way real users lose data or leak files:
   root through :func:`safe_join` or the equivalent batch check, which also refuses symlinks (files
   or folders) that resolve outside the root. This guards against mistakes and hostile *names*, not
   against a concurrent local attacker swapping folders for links between check and use.
-* **Nothing half-written is ever visible under a final name.** Files are written to a temporary
-  ``.simml-tmp-<pid>-<hex>`` sibling and ``os.replace``-d (or, when existing files must not be
-  clobbered, hard-linked) into place. Temporaries are never listed; one left behind by a killed
-  process is deleted when a later call meets it (its pid is gone, or it is older than an hour).
+* **Nothing half-written is ever visible under a final name.** A file going into an existing
+  folder is written to a ``.simml-tmp-<pid>-<hex>`` sibling and renamed into place (``os.replace``,
+  or with ``overwrite=False`` renameat2(RENAME_NOREPLACE) / link(2), so a file created
+  concurrently is never clobbered). Files going into folders that do not exist yet (a first
+  upload) are written into a hidden ``.simml-tmp-*`` staging folder that is renamed into place as
+  a whole. Temporaries are never listed; one left by a killed process is deleted when a later
+  call meets it (its pid is gone; or, for files, untouched for ``STALE_TMP_SECONDS``).
 * **Validate everything, then write.** :func:`upload_tree` and :func:`download_tree` refuse the
   whole call (unsafe target, missing source, file/folder clash) before the first byte is copied.
 
-Speed: a copy is ``os.copy_file_range`` (in-kernel, reflinks where the filesystem can) falling back
-to a large-buffer read/write loop; no fsync unless asked; large uploads copy on a few threads (the
-syscalls release the GIL). A re-upload with ``overwrite=False`` reads each target folder once
-(``os.scandir``) instead of stat-ing every file.
+Speed (measured on ext4, 2 cores; see ``bench/bench_datastore.py``): a copy is
+``os.copy_file_range`` (in-kernel; reflinks where the filesystem can) falling back to a
+read/write loop; ``copy_file_range`` and ``sendfile`` measured the same, a user-space loop half
+as fast. No fsync unless asked. A rename per file costs ~20% of ``cp -r``'s throughput on many
+small files, hence the staging folders (one rename per new subtree). Threads only for large
+uploads on 3+ cores (on 2 busy cores they did not help). A re-upload with ``overwrite=False``
+reads each target folder (and each source folder holding many items) once with ``os.scandir``
+instead of stat-ing every file.
 
 Prefixes (:func:`list_tree`, :func:`download_tree`) are *folder* prefixes by default: ``"data"``
 means the file ``data`` or anything under ``data/``. ``blob_prefix=True`` gives Azure Blob's plain
-string-prefix matching (``"data"`` also matches ``data2/x``), which ``Datastore.download`` uses.
+string-prefix matching (``"data"`` also matches ``data2/x``); pass it to mirror
+``Datastore.download(prefix=...)`` exactly.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import re
 import secrets
+import shutil
 import stat
 import sys
 import time
@@ -43,6 +51,13 @@ from pathlib import Path
 from simml.entities import TransferResult, UploadItem
 from simml.exceptions import NotFoundException, UnsafePathException, UserErrorException
 from simml.progress import Progress
+from simml._paths import (  # noqa: F401 - re-exported: the backend's callers use these names
+    TMP_PREFIX,
+    _inside,
+    collect_file_items,
+    collect_upload_items,
+    safe_relpath,
+)
 
 __all__ = [
     "TMP_PREFIX", "STALE_TMP_SECONDS", "safe_relpath", "safe_join", "atomic_copy",
@@ -50,13 +65,9 @@ __all__ = [
     "download_tree", "list_tree", "clean_stale_temp",
 ]
 
-TMP_PREFIX = ".simml-tmp-"
-"""Names starting with this are in-flight temporaries: never listed, never accepted as user paths."""
-
 STALE_TMP_SECONDS = 3600.0
 """A temporary whose writer is alive is still removed once untouched this long (pid reuse guard)."""
 
-_DRIVE = re.compile(r"^[A-Za-z]:")
 _PARALLEL_MIN_BYTES = 32 << 20   # below this, thread start-up costs more than it saves
 _MAX_WORKERS = 4
 _CFR_FALLBACK_ERRNOS = frozenset(
@@ -66,49 +77,6 @@ _CFR_FALLBACK_ERRNOS = frozenset(
 
 
 # --- paths ----------------------------------------------------------------------------------------
-
-def safe_relpath(path: str | os.PathLike[str], *, allow_empty: bool = False, what: str = "path") -> str:
-    """Normalise a user-supplied relative POSIX path, refusing anything that could leave its root.
-
-    Backslashes become ``/``, empty and ``.`` segments go, ``a/../b`` collapses to ``b``. Refused
-    (:class:`UnsafePathException`, naming ``what`` and the value): NUL, absolute paths (``/x``,
-    ``C:\\x``, ``C:x``, ``\\\\server``), a ``..`` that climbs above the start, a segment that is a
-    simml temporary name, and -- unless ``allow_empty`` (prefixes, "the whole root") -- a path that
-    is empty after normalisation.
-    """
-    if (type(path) is str and path and "\\" not in path and "\x00" not in path and "//" not in path
-            and "/." not in path and path[0] not in "./" and path[-1] != "/" and not _DRIVE.match(path)):
-        return path                        # already normal (the common case: keep it cheap)
-    if isinstance(path, os.PathLike):
-        path = os.fspath(path)
-    if not isinstance(path, str):
-        raise UnsafePathException(f"{what} {path!r} must be a string.")
-    if "\x00" in path:
-        raise UnsafePathException(f"{what} {path!r} contains a NUL character.")
-    p = path.replace("\\", "/")
-    if p.startswith("/") or _DRIVE.match(p):
-        raise UnsafePathException(f"{what} {path!r} is absolute; it must be relative to the root.")
-    parts: list[str] = []
-    for seg in p.split("/"):
-        if seg == "" or seg == ".":
-            continue
-        if seg == "..":
-            if not parts:
-                raise UnsafePathException(f"{what} {path!r} escapes its root with '..'.")
-            parts.pop()
-            continue
-        if seg.startswith(TMP_PREFIX):
-            raise UnsafePathException(f"{what} {path!r} uses the reserved name prefix {TMP_PREFIX!r}.")
-        parts.append(seg)
-    rel = "/".join(parts)
-    if not rel and not allow_empty:
-        raise UnsafePathException(f"{what} {path!r} is empty; a file path is required.")
-    return rel
-
-
-def _inside(resolved: str, base: str) -> bool:
-    return resolved == base or resolved.startswith(base if base.endswith(os.sep) else base + os.sep)
-
 
 def safe_join(root: Path | str, relpath: str) -> Path:
     """``root/relpath`` after :func:`safe_relpath`, verified to stay inside ``root`` once symlinks of
@@ -126,49 +94,56 @@ def safe_join(root: Path | str, relpath: str) -> Path:
 
 # --- temporaries ----------------------------------------------------------------------------------
 
-def _tmp_is_stale(name: str, path: str) -> bool:
-    """A temporary is stale when its writer (pid in the name) is gone, or it was untouched for long."""
+def _tmp_is_stale(name: str, path: str, is_dir: bool = False) -> bool:
+    """Is this temporary abandoned? Yes when its writer (the pid in its name) is gone. A file whose
+    pid is alive but that was untouched for ``STALE_TMP_SECONDS`` is abandoned too (pid reuse); a
+    staging folder is not aged that way (its mtime does not move while files land in subfolders)."""
     pid_text = name[len(TMP_PREFIX):].split("-", 1)[0]
     try:
         old = time.time() - os.lstat(path).st_mtime > STALE_TMP_SECONDS
     except OSError:
         return False
-    if old:
-        return True
     if not pid_text.isdigit():
-        return False
+        return old
     pid = int(pid_text)
     if pid == os.getpid():
-        return False              # another thread of ours may be writing it
+        return False              # ours: another thread may be writing it
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    except (PermissionError, OSError):
-        return False
-    return False
+    except OSError:               # PermissionError: alive, another user's
+        pass
+    return old and not is_dir
 
 
-def _maybe_clean_tmp(name: str, path: str) -> None:
-    if _tmp_is_stale(name, path):
-        try:
+def _remove_tmp(path: str, is_dir: bool) -> bool:
+    try:
+        if is_dir:
+            shutil.rmtree(path)
+        else:
             os.unlink(path)
-        except OSError:
-            pass
+        return True
+    except OSError:
+        return False
+
+
+def _maybe_clean_tmp(entry: os.DirEntry[str]) -> None:
+    is_dir = entry.is_dir(follow_symlinks=False)
+    if _tmp_is_stale(entry.name, entry.path, is_dir):
+        _remove_tmp(entry.path, is_dir)
 
 
 def clean_stale_temp(directory: Path | str) -> int:
-    """Delete stale ``.simml-tmp-*`` files directly in ``directory``; returns how many went."""
+    """Delete abandoned ``.simml-tmp-*`` files and staging folders directly in ``directory``."""
     removed = 0
     try:
         with os.scandir(directory) as it:
             for e in it:
-                if e.name.startswith(TMP_PREFIX) and _tmp_is_stale(e.name, e.path):
-                    try:
-                        os.unlink(e.path)
+                if e.name.startswith(TMP_PREFIX):
+                    is_dir = e.is_dir(follow_symlinks=False)
+                    if _tmp_is_stale(e.name, e.path, is_dir) and _remove_tmp(e.path, is_dir):
                         removed += 1
-                    except OSError:
-                        pass
     except OSError:
         pass
     return removed
@@ -211,7 +186,6 @@ _RENAME_NOREPLACE = 1
 def _publish(tmp: str, dst: str, overwrite: bool) -> None:
     """Move a finished temporary to its final name; without ``overwrite`` never clobber an existing
     file (renameat2 RENAME_NOREPLACE, else link(2) + unlink: both atomic, unlike check-then-rename)."""
-    global _renameat2
     if overwrite:
         os.replace(tmp, dst)
         return
@@ -287,9 +261,10 @@ def atomic_copy(src: Path | str, dst: Path | str, chunk: int = 1 << 20, *, overw
     """Copy ``src`` to ``dst`` so that ``dst`` is either absent/old or complete, never partial.
 
     Writes ``dst``'s folder/``.simml-tmp-*`` (creating the folder if needed), then renames it into
-    place. ``overwrite=False`` publishes with link(2), so an existing ``dst`` -- even one created
-    concurrently -- raises ``FileExistsError`` and is left untouched. ``fsync=True`` flushes file and
-    folder (slower; only for crash-durability, atomicity holds without it). Returns bytes copied.
+    place. ``overwrite=False`` publishes with renameat2(RENAME_NOREPLACE) (else link(2)), so an
+    existing ``dst`` -- even one created concurrently -- raises ``FileExistsError``, untouched.
+    ``fsync=True`` flushes file and folder (slower; only for crash-durability, atomicity holds
+    without it). Returns bytes copied.
     """
     dst_s = os.fspath(dst)
     directory = os.path.dirname(dst_s) or "."
@@ -351,95 +326,6 @@ def atomic_write_bytes(dst: Path | str, data: bytes | bytearray | memoryview, *,
 
 # --- collecting what to upload --------------------------------------------------------------------
 
-def _join_target(target_path: str, rel: str) -> str:
-    return f"{target_path}/{rel}" if target_path else rel
-
-
-def collect_upload_items(src_dir: Path | str, target_path: str | None = None) -> list[UploadItem]:
-    """The items of ``Datastore.upload(src_dir, target_path)``: every file under ``src_dir``, sorted,
-    going to ``target_path/<path relative to src_dir>``.
-
-    Sources keep the form the user gave (``proj/data/iris.csv``), which is what Azure prints.
-    Symlink policy, chosen so a tree upload never reaches outside the tree the user named:
-    symlinked *files* are followed when they resolve inside ``src_dir`` and refused
-    (:class:`UnsafePathException`) when they resolve outside (name such a file explicitly with
-    :func:`collect_file_items` to upload it); a dangling link is a missing source
-    (:class:`NotFoundException`); symlinked *folders* are not descended (as ``os.walk`` and Azure);
-    sockets/FIFOs/devices and simml temporaries are skipped.
-    """
-    src = os.fspath(src_dir)
-    tp = safe_relpath(target_path or "", allow_empty=True, what="target_path")
-    if not os.path.exists(src):
-        raise NotFoundException(f"Source folder {src!r} does not exist.")
-    if not os.path.isdir(src):
-        raise UserErrorException(f"Source path for upload needs to be a directory. "
-                                 f"Provided path for upload is {src!r}.")
-    shown = src.rstrip("/\\") or src
-    real_base = os.path.realpath(src)
-    found: list[tuple[str, str]] = []
-
-    def walk(directory: str, rel_dir: str) -> None:
-        with os.scandir(directory) as it:
-            entries = list(it)
-        for e in entries:
-            if e.name.startswith(TMP_PREFIX):
-                continue
-            rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
-            if e.is_symlink():
-                real = os.path.realpath(e.path)
-                if not os.path.exists(real):
-                    raise NotFoundException(f"Source file {e.path!r} is a dangling symlink.")
-                if os.path.isdir(real):
-                    continue
-                if not _inside(real, real_base):
-                    raise UnsafePathException(
-                        f"Source file {e.path!r} is a symlink to {real!r}, outside "
-                        f"the folder being uploaded; upload it with upload_files instead.")
-                if os.path.isfile(real):
-                    found.append((e.path, rel))
-            elif e.is_dir(follow_symlinks=False):
-                walk(e.path, rel)
-            elif e.is_file(follow_symlinks=False):
-                found.append((e.path, rel))
-
-    walk(shown, "")
-    return [UploadItem(source=s, target=safe_relpath(_join_target(tp, rel), what="target"))
-            for s, rel in sorted(found, key=lambda sr: sr[1])]
-
-
-def collect_file_items(files: Iterable[str | os.PathLike[str]], relative_root: str | os.PathLike[str] | None = None,
-                       target_path: str | None = None) -> list[UploadItem]:
-    """The items of Azure's ``upload_files(files, relative_root=None, target_path=None)``.
-
-    Each file goes to ``target_path/<its path relative to relative_root>``; ``relative_root``
-    defaults to the folder common to all files (a lone file's own folder). A file outside
-    ``relative_root`` is a :class:`UserErrorException`; a missing one a :class:`NotFoundException`.
-    Explicitly named files are followed through symlinks (the user chose them). Order is kept.
-    """
-    names = [os.fspath(f) for f in files]
-    tp = safe_relpath(target_path or "", allow_empty=True, what="target_path")
-    if not names:
-        return []
-    absolutes = [os.path.abspath(n) for n in names]
-    if relative_root is None or os.fspath(relative_root) == "":
-        root_abs = os.path.commonpath([os.path.dirname(a) for a in absolutes])
-    else:
-        root_abs = os.path.abspath(os.fspath(relative_root))
-    items: list[UploadItem] = []
-    for name, absolute in zip(names, absolutes):
-        if not os.path.exists(name):
-            raise NotFoundException(f"Source file {name!r} does not exist.")
-        if not os.path.isfile(name):
-            raise UserErrorException(f"{name!r} does not point to a file.")
-        rel = os.path.relpath(absolute, root_abs)
-        if rel == "." or rel == ".." or rel.startswith(".." + os.sep):
-            raise UserErrorException(f"relative_root: {os.fspath(relative_root or root_abs)!r} is not "
-                                     f"part of the file_path: {name!r}.")
-        items.append(UploadItem(source=name, target=safe_relpath(_join_target(tp, rel.replace(os.sep, "/")),
-                                                                  what="target")))
-    return items
-
-
 # --- the per-folder index used to check many targets cheaply --------------------------------------
 
 _MISSING = "missing"
@@ -483,8 +369,12 @@ class _DirIndex:
                 result = self._scan(e.path)
             else:
                 raise UserErrorException(f"{rel_dir!r} exists and is a file, not a folder.")
+        elif os.path.isdir(self.base):
+            result = self._scan(self.base)
+        elif os.path.lexists(self.base):
+            raise UserErrorException(f"{self.base!r} exists and is not a folder.")
         else:
-            result = self._scan(self.base) if os.path.isdir(self.base) else None
+            result = None
         self._dirs[rel_dir] = result
         return result
 
@@ -494,7 +384,7 @@ class _DirIndex:
         with os.scandir(path) as it:
             for e in it:
                 if e.name.startswith(TMP_PREFIX):
-                    _maybe_clean_tmp(e.name, e.path)
+                    _maybe_clean_tmp(e)
                 else:
                     out[e.name] = e
         return out
@@ -517,6 +407,18 @@ class _DirIndex:
             raise UserErrorException(f"{rel!r} exists and is a folder, not a file.")
         return _FILE
 
+    def first_missing(self, rel_dir: str) -> str | None:
+        """The shallowest folder on the way to ``rel_dir`` that does not exist, None if it exists.
+        (The base counts as existing: callers create it first.)"""
+        ents = self.entries("") or {}
+        cur = ""
+        for part in rel_dir.split("/") if rel_dir else ():
+            cur = f"{cur}/{part}" if cur else part
+            if part not in ents:
+                return cur
+            ents = self.entries(cur) or {}
+        return None
+
 
 def _check_target_shapes(rels: Iterable[str]) -> None:
     """Refuse a batch where one target is both a file and a folder (``a`` and ``a/b``)."""
@@ -533,12 +435,85 @@ def _check_target_shapes(rels: Iterable[str]) -> None:
         raise UserErrorException(f"Target {clash!r} is both a file and the folder of {folders[clash]!r}.")
 
 
+class _SourceIndex:
+    """Checks that upload sources are existing files. Sources sharing a folder with many others are
+    checked against one ``os.scandir`` of it (no per-file stat: a re-upload of an unchanged tree
+    must cost next to nothing); the others are stat-ed. Sizes are fetched only when needed."""
+
+    _BATCH = 8
+
+    def __init__(self, sources: Sequence[str]) -> None:
+        counts: dict[str, int] = {}
+        for src in sources:
+            d = self._split(src)[0]
+            counts[d] = counts.get(d, 0) + 1
+        self._batched = {d for d, n in counts.items() if n >= self._BATCH}
+        self._dirs: dict[str, dict[str, os.DirEntry[str]] | None] = {}
+
+    @staticmethod
+    def _split(src: str) -> tuple[str, str]:
+        i = src.rfind(os.sep)
+        return (src[:i] or os.sep, src[i + 1:]) if i >= 0 else ("", src)
+
+    def _entry(self, src: str) -> os.DirEntry[str] | None | bool:
+        """The DirEntry, None when missing, False when this source must be stat-ed instead."""
+        d, name = self._split(src)
+        if d not in self._batched or name in ("", ".", ".."):
+            return False
+        try:
+            ents = self._dirs[d]
+        except KeyError:
+            try:
+                with os.scandir(d or ".") as it:
+                    ents = {e.name: e for e in it}
+            except (FileNotFoundError, NotADirectoryError):
+                ents = None
+            self._dirs[d] = ents
+        e = ents.get(name) if ents is not None else None
+        if e is not None and e.is_symlink():
+            return False
+        return e
+
+    def check(self, src: str) -> int:
+        """-1 (size not read yet) or the size; raises if ``src`` is missing or not a file."""
+        e = self._entry(src)
+        if e is False:
+            try:
+                st = os.stat(src)
+            except (FileNotFoundError, NotADirectoryError):
+                raise NotFoundException(f"Source file {src!r} does not exist.") from None
+            if not stat.S_ISREG(st.st_mode):
+                raise UserErrorException(f"Source {src!r} is not a file.")
+            return st.st_size
+        if e is None:
+            raise NotFoundException(f"Source file {src!r} does not exist.")
+        if not e.is_file(follow_symlinks=False):
+            raise UserErrorException(f"Source {src!r} is not a file.")
+        return -1
+
+    def size(self, src: str) -> int:
+        e = self._entry(src)
+        try:
+            return e.stat().st_size if e else os.stat(src).st_size
+        except FileNotFoundError:
+            raise NotFoundException(f"Source file {src!r} does not exist.") from None
+
+
 # --- running the copies ---------------------------------------------------------------------------
+#
+# A file whose folder already exists is copied with atomic_copy (temporary + rename). Files going
+# into folders that do not exist yet -- a first upload -- are written straight into a hidden
+# staging folder (``.simml-tmp-<pid>-<hex>``) standing in for the shallowest missing folder, which
+# is renamed into place once its files are done: one rename for the whole subtree instead of one
+# per file (per-file renames cost ~20% of cp's throughput here), and the subtree appears at once.
 
 def _auto_workers(n_files: int, n_bytes: int) -> int:
-    if n_files < 2 or n_bytes < _PARALLEL_MIN_BYTES:
+    """Threads only help when there is data to move and cores to spare; measured: on 2 busy cores
+    one thread is as fast, so the default stays serial below ``_PARALLEL_MIN_BYTES``/3 cores."""
+    cores = os.cpu_count() or 1
+    if n_files < 2 or n_bytes < _PARALLEL_MIN_BYTES or cores < 3:
         return 1
-    return max(1, min(_MAX_WORKERS, os.cpu_count() or 1, n_files))
+    return max(1, min(_MAX_WORKERS, cores, n_files))
 
 
 def _run_jobs(jobs: Sequence[Callable[[], int]], workers: int,
@@ -564,6 +539,148 @@ def _run_jobs(jobs: Sequence[Callable[[], int]], workers: int,
         ex.shutdown(wait=True, cancel_futures=True)
 
 
+def _rename_noreplace(src: str, dst: str) -> bool:
+    """Rename unless ``dst`` exists (False then); atomic where renameat2 exists."""
+    if _renameat2 is not None:
+        if _renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return True
+        import ctypes
+        err = ctypes.get_errno()
+        if err in (errno.EEXIST, errno.ENOTEMPTY):
+            return False
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(err, os.strerror(err), dst)
+    if os.path.lexists(dst):
+        return False
+    try:
+        os.rename(src, dst)
+    except OSError as e:
+        if e.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR):
+            return False
+        raise
+    return True
+
+
+def _copy_new(src: str, dst: str, chunk: int = 1 << 20) -> int:
+    """Copy into a fresh name inside a staging folder; a failed copy leaves nothing behind."""
+    fd_in = os.open(src, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fd_out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        try:
+            n = _copy_fd(fd_in, fd_out, chunk)
+        except BaseException:
+            os.close(fd_out)
+            try:
+                os.unlink(dst)
+            except OSError:
+                pass
+            raise
+        os.close(fd_out)
+        return n
+    finally:
+        os.close(fd_in)
+
+
+class _Stage:
+    """A hidden folder that becomes the missing folder ``top`` (relative to ``dest``) when done."""
+
+    def __init__(self, dest: str, top: str, overwrite: bool) -> None:
+        self.final = os.path.join(dest, *top.split("/"))
+        parent = os.path.dirname(self.final)
+        while True:
+            self.path = os.path.join(parent, f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
+            try:
+                os.mkdir(self.path)
+                break
+            except FileExistsError:
+                continue
+        self.top = top
+        self.overwrite = overwrite
+        self.pending = 0
+        self.done = False
+        self._made = {""}
+
+    def file_path(self, inner: str) -> str:
+        folder = inner.rpartition("/")[0]
+        if folder not in self._made:
+            os.makedirs(os.path.join(self.path, *folder.split("/")), exist_ok=True)
+            self._made.add(folder)
+        return os.path.join(self.path, *inner.split("/"))
+
+    def publish(self) -> None:
+        """Rename into place; if ``top`` appeared meanwhile, move the files over one by one."""
+        self.done = True
+        if _rename_noreplace(self.path, self.final):
+            return
+        try:
+            for dirpath, _, names in os.walk(self.path):
+                rel_dir = os.path.relpath(dirpath, self.path)
+                out_dir = self.final if rel_dir == "." else os.path.join(self.final, rel_dir)
+                os.makedirs(out_dir, exist_ok=True)
+                for n in names:
+                    try:
+                        _publish(os.path.join(dirpath, n), os.path.join(out_dir, n), self.overwrite)
+                    except FileExistsError:
+                        pass
+        finally:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _copy_plan(dest: str, index: _DirIndex, to_copy: Sequence[tuple[str, str, int]], *, overwrite: bool,
+               fsync: bool, workers: int | None, on_ok: Callable[[int, int], None],
+               on_exists: Callable[[int], None]) -> None:
+    """Copy ``(rel, src, size)`` entries to ``dest/rel`` (see the section comment for how)."""
+    os.makedirs(dest, exist_ok=True)
+    stages: dict[str, _Stage] = {}
+    stage_of: list[_Stage | None] = []
+    jobs: list[Callable[[], int]] = []
+    made: set[str] = set()
+    for rel, src, _ in to_copy:
+        parent = rel.rpartition("/")[0]
+        top = None if fsync else index.first_missing(parent)
+        if top is None:
+            if parent not in made:
+                os.makedirs(os.path.join(dest, *parent.split("/")) if parent else dest, exist_ok=True)
+                made.add(parent)
+            dst = os.path.join(dest, *rel.split("/"))
+            jobs.append(lambda s=src, d=dst: atomic_copy(s, d, overwrite=overwrite, fsync=fsync))
+            stage_of.append(None)
+        else:
+            stage = stages.get(top)
+            if stage is None:
+                stage = stages[top] = _Stage(dest, top, overwrite)
+            stage.pending += 1
+            dst = stage.file_path(rel[len(top) + 1:])
+            jobs.append(lambda s=src, d=dst: _copy_new(s, d))
+            stage_of.append(stage)
+
+    def done(i: int, n: int | None, err: BaseException | None) -> None:
+        stage = stage_of[i]
+        if err is None:
+            on_ok(i, n or 0)
+        elif stage is None and isinstance(err, FileExistsError) and not overwrite:
+            on_exists(i)                  # appeared since we looked: same as skipped
+        else:
+            raise err
+        if stage is not None:
+            stage.pending -= 1
+            if stage.pending == 0:
+                stage.publish()
+
+    try:
+        _run_jobs(jobs, workers if workers is not None else
+                  _auto_workers(len(jobs), sum(size for _, _, size in to_copy)), done)
+    finally:
+        # After an error, publish what was finished: every file in a stage is complete (a failed
+        # copy removes its own partial file), and each was already reported through on_ok.
+        for stage in stages.values():
+            if not stage.done:
+                try:
+                    stage.publish()
+                except OSError:
+                    shutil.rmtree(stage.path, ignore_errors=True)
+
+
 # --- upload / download / list ---------------------------------------------------------------------
 
 def upload_tree(root: Path | str, items: Sequence[UploadItem], overwrite: bool = False,
@@ -579,81 +696,70 @@ def upload_tree(root: Path | str, items: Sequence[UploadItem], overwrite: bool =
 
     Progress follows Azure's console: ``start`` with every item (Azure's "estimated" count), the
     skip messages, then per finished file ``message("Uploading <source>")`` + ``advance``.
-    ``workers=None`` picks threads for large uploads. Returns targets transferred and skipped.
+    ``workers=None`` picks threads only for large uploads on 3+ cores. Each file appears complete
+    or not at all. Returns the targets transferred and skipped (in item order).
     """
     base = os.path.realpath(root)
+    sources = _SourceIndex([os.fspath(item.source) for item in items])
     plan: list[tuple[str, str, int]] = []
     by_target: dict[str, str] = {}
     for item in items:
         rel = safe_relpath(item.target, what="target")
         src = os.fspath(item.source)
-        try:
-            st = os.stat(src)
-        except (FileNotFoundError, NotADirectoryError):
-            raise NotFoundException(f"Source file {src!r} does not exist.") from None
-        if not stat.S_ISREG(st.st_mode):
-            raise UserErrorException(f"Source {src!r} is not a file.")
+        size = sources.check(src)
         earlier = by_target.get(rel)
         if earlier is not None:
             if os.path.abspath(earlier) == os.path.abspath(src):
                 continue
             raise UserErrorException(f"Target {rel!r} is given twice, from {earlier!r} and {src!r}.")
         by_target[rel] = src
-        plan.append((rel, src, st.st_size))
+        plan.append((rel, src, size))
     _check_target_shapes(by_target)
 
     index = _DirIndex(base, confine=True)
     to_copy: list[tuple[str, str, int]] = []
-    skipped: list[str] = []
+    skipped: set[str] = set()
     for rel, src, size in plan:
         if index.file_state(rel) == _FILE and not overwrite:
-            skipped.append(rel)
+            skipped.add(rel)
         else:
-            to_copy.append((rel, src, size))
+            to_copy.append((rel, src, size if size >= 0 else sources.size(src)))
 
-    results: list[str | None] = [None] * len(to_copy)
-    raced: list[str] = []
+    transferred: set[str] = set()
     if progress is not None:
         progress.start(len(plan), sum(size for _, _, size in to_copy))
     try:
         if progress is not None:
-            for rel in skipped:
-                progress.message(f"Target already exists. Skipping upload for {rel}")
-        made: set[str] = set()
-        jobs: list[Callable[[], int]] = []
-        for rel, src, _ in to_copy:
-            parent = rel.rpartition("/")[0]
-            if parent not in made:
-                os.makedirs(os.path.join(base, *parent.split("/")) if parent else base, exist_ok=True)
-                made.add(parent)
-            dst = os.path.join(base, *rel.split("/"))
-            jobs.append(lambda s=src, d=dst: atomic_copy(s, d, overwrite=overwrite, fsync=fsync))
+            for rel, _, _ in plan:
+                if rel in skipped:
+                    progress.message(f"Target already exists. Skipping upload for {rel}")
 
-        def on_done(i: int, n: int | None, err: BaseException | None) -> None:
+        def on_ok(i: int, n: int) -> None:
             rel, src, _ = to_copy[i]
-            if err is not None:
-                if isinstance(err, FileExistsError) and not overwrite:
-                    raced.append(rel)            # appeared since we looked: same as skipped
-                    if progress is not None:
-                        progress.message(f"Target already exists. Skipping upload for {rel}")
-                    return
-                if isinstance(err, FileNotFoundError) and not os.path.exists(src):
-                    raise NotFoundException(f"Source file {src!r} disappeared during upload.") from err
-                raise err
-            results[i] = rel
+            transferred.add(rel)
             if progress is not None:
                 progress.message(f"Uploading {src}")
-                progress.advance(src, n or 0)
+                progress.advance(src, n)
 
-        n_workers = workers if workers is not None else _auto_workers(
-            len(to_copy), sum(size for _, _, size in to_copy))
-        _run_jobs(jobs, n_workers, on_done)
+        def on_exists(i: int) -> None:
+            rel = to_copy[i][0]
+            skipped.add(rel)
+            if progress is not None:
+                progress.message(f"Target already exists. Skipping upload for {rel}")
+
+        try:
+            _copy_plan(base, index, to_copy, overwrite=overwrite, fsync=fsync, workers=workers,
+                       on_ok=on_ok, on_exists=on_exists)
+        except FileNotFoundError as e:
+            missing = next((s for _, s, _ in to_copy if not os.path.exists(s)), None)
+            if missing is not None:
+                raise NotFoundException(f"Source file {missing!r} disappeared during upload.") from e
+            raise
     finally:
         if progress is not None:
             progress.finish()
-    skipped_set = set(skipped).union(raced)
-    return TransferResult(transferred=tuple(r for r in results if r is not None),
-                          skipped=tuple(r for r, _, _ in plan if r in skipped_set))
+    return TransferResult(transferred=tuple(r for r, _, _ in plan if r in transferred),
+                          skipped=tuple(r for r, _, _ in plan if r in skipped))
 
 
 def _walk_files(base: str, start_rel: str, keep_top: Callable[[str], bool] | None = None) -> Iterator[str]:
@@ -673,7 +779,7 @@ def _walk_files(base: str, start_rel: str, keep_top: Callable[[str], bool] | Non
                 if first and keep_top is not None and not keep_top(e.name):
                     continue
                 if e.name.startswith(TMP_PREFIX):
-                    _maybe_clean_tmp(e.name, e.path)
+                    _maybe_clean_tmp(e)
                     continue
                 rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
                 if e.is_symlink():
@@ -722,21 +828,23 @@ def download_tree(root: Path | str, prefix: str | None, target_dir: Path | str, 
     """Copy files of ``root`` under ``prefix`` to ``target_dir/<path in root>`` (Azure keeps the full
     blob name under the download folder, so ``prefix='a/b'`` lands in ``target_dir/a/b/...``).
 
-    Each file is written atomically; existing local files are skipped unless ``overwrite``
-    (``Path already exists. Skipping download for <local path>``, Azure's text). All destinations
-    are checked before writing (a local folder where a file must go is a
+    Each file appears complete or not at all; existing local files are skipped unless
+    ``overwrite`` (``Path already exists. Skipping download for <local path>``, Azure's text). All
+    destinations are checked before writing (a local folder where a file must go is a
     :class:`UserErrorException`). ``target_dir`` is the user's own folder: its symlinks are honoured.
+    Progress: ``start`` with every matching file, skip messages, then per file
+    ``message("Downloading <path>")`` + ``advance``.
     """
     rels = list_tree(root, prefix, blob_prefix=blob_prefix)
     base = os.path.realpath(root)
     dest = os.path.abspath(os.fspath(target_dir))
     index = _DirIndex(dest, confine=False)
     to_copy: list[tuple[str, str, int]] = []
-    skipped: list[str] = []
+    skipped: set[str] = set()
     for rel in rels:
         src = os.fspath(safe_join(base, rel))
         if index.file_state(rel) == _FILE and not overwrite:
-            skipped.append(rel)
+            skipped.add(rel)
             continue
         try:
             size = os.stat(src).st_size
@@ -744,43 +852,29 @@ def download_tree(root: Path | str, prefix: str | None, target_dir: Path | str, 
             continue                                      # deleted since listing
         to_copy.append((rel, src, size))
 
-    results: list[str | None] = [None] * len(to_copy)
-    raced: set[str] = set()
+    transferred: set[str] = set()
     if progress is not None:
         progress.start(len(rels), sum(s for _, _, s in to_copy))
     try:
-        os.makedirs(dest, exist_ok=True)
         if progress is not None:
-            for rel in skipped:
-                progress.message(f"Path already exists. Skipping download for {os.path.join(dest, rel)}")
-        made: set[str] = set()
-        jobs: list[Callable[[], int]] = []
-        for rel, src, _ in to_copy:
-            parent = rel.rpartition("/")[0]
-            if parent and parent not in made:
-                os.makedirs(os.path.join(dest, *parent.split("/")), exist_ok=True)
-                made.add(parent)
-            jobs.append(lambda s=src, d=os.path.join(dest, *rel.split("/")):
-                        atomic_copy(s, d, overwrite=overwrite, fsync=fsync))
+            for rel in rels:
+                if rel in skipped:
+                    progress.message(f"Path already exists. Skipping download for {os.path.join(dest, rel)}")
 
-        def on_done(i: int, n: int | None, err: BaseException | None) -> None:
+        def on_ok(i: int, n: int) -> None:
             rel = to_copy[i][0]
-            if err is not None:
-                if isinstance(err, FileExistsError) and not overwrite:
-                    raced.add(rel)
-                    return
-                raise err
-            results[i] = rel
+            transferred.add(rel)
             if progress is not None:
                 progress.message(f"Downloading {rel}")
-                progress.advance(rel, n or 0)
+                progress.advance(rel, n)
 
-        n_workers = workers if workers is not None else _auto_workers(
-            len(to_copy), sum(s for _, _, s in to_copy))
-        _run_jobs(jobs, n_workers, on_done)
+        def on_exists(i: int) -> None:
+            skipped.add(to_copy[i][0])
+
+        _copy_plan(dest, index, to_copy, overwrite=overwrite, fsync=fsync, workers=workers,
+                   on_ok=on_ok, on_exists=on_exists)
     finally:
         if progress is not None:
             progress.finish()
-    skipped_set = set(skipped) | raced
-    return TransferResult(transferred=tuple(r for r in results if r is not None),
-                          skipped=tuple(r for r in rels if r in skipped_set))
+    return TransferResult(transferred=tuple(r for r in rels if r in transferred),
+                          skipped=tuple(r for r in rels if r in skipped))

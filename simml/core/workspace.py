@@ -70,7 +70,7 @@ class Workspace:
                 "its parent directories. Please check whether it exists, or write one with "
                 "Workspace.write_config() or `simml workspace init`.")
         config = read_config(config_file)
-        print(f"Found the config file in: {config_file}", flush=True)
+        logger.info("Found the config file in: %s", config_file)
         return Workspace._open(config, auth, create_if_local=True)
 
     @staticmethod

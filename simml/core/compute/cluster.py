@@ -442,8 +442,20 @@ class _Sim:
             self.queue.popleft()
         return self.queue[0] if self.queue else None
 
+    def _due(self, t: datetime) -> bool:
+        return bool((self.preparing and self.preparing[0].since + self.start_td <= t)
+                    or (self.leaving and self.leaving[0].since + self.leave_td <= t))
+
     def settle(self, t: datetime) -> None:
-        """Apply the scheduling rules at ``t`` until nothing more happens at this instant."""
+        """Fire due timers and apply the scheduling rules until nothing more happens at ``t``
+        (zero-length timings make nodes ready or gone at the very instant they start)."""
+        self.fire_timers(t)
+        self._rules(t)
+        while self._due(t):
+            self.fire_timers(t)
+            self._rules(t)
+
+    def _rules(self, t: datetime) -> None:
         if self.deleted or not self.provisioned:
             return
         # 1. Ready idle nodes take the oldest queued jobs (strict FIFO).
@@ -554,7 +566,9 @@ def _simulate(events: Sequence[Any], now: datetime) -> tuple[_Sim, Optional[date
             upcoming = event_at if upcoming is None else min(upcoming, event_at)
         if upcoming is None or upcoming > now:
             return sim, upcoming
-        t = max(upcoming, t)
+        if upcoming <= t:  # settle() consumed everything due at t; looping here would never end
+            raise RuntimeError(f"cluster simulation stalled at {t.isoformat()} (a simml bug)")
+        t = upcoming
 
 
 def cluster_state(events: Sequence[ClusterEvent], now: datetime) -> ClusterState:
