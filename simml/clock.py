@@ -11,9 +11,12 @@ from __future__ import annotations
 import time as _time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from simml.exceptions import ConfigurationException
+
+if TYPE_CHECKING:
+    from simml.entities import ClockState
 
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
 """Where a fresh manual clock starts: fixed so that recorded timestamps are reproducible."""
@@ -84,6 +87,61 @@ class ScaledClock:
 
     def sleep(self, seconds: float) -> None:
         _time.sleep(max(0.0, seconds) / self.factor)
+
+
+def clock_now(state: "ClockState", real_now: datetime) -> datetime:
+    """Simulated now of a persisted clock state, given the real now."""
+    if state.kind == "manual":
+        return state.manual_now or EPOCH
+    if state.kind == "scaled":
+        return state.anchor_sim + (real_now - state.anchor_real) * state.factor
+    return real_now
+
+
+class WorkspaceClock:
+    """A workspace's persisted clock, re-read on every ``now()`` so that a manual clock advanced
+    or a setting changed by another process is seen at once. ``time()`` (metric timestamps, a hot
+    path) reuses the state for up to ``cache_seconds`` of real time."""
+
+    def __init__(self, read_state: "Callable[[], ClockState]", cache_seconds: float = 0.5) -> None:
+        self._read_state = read_state
+        self._cache_seconds = cache_seconds
+        self._cached: tuple[float, ClockState] | None = None
+
+    def state(self) -> "ClockState":
+        state = self._read_state()
+        self._cached = (_time.monotonic(), state)
+        return state
+
+    def now(self) -> datetime:
+        return clock_now(self.state(), datetime.now(timezone.utc))
+
+    def time(self) -> float:
+        cached = self._cached
+        if cached is None or _time.monotonic() - cached[0] > self._cache_seconds:
+            state = self.state()
+        else:
+            state = cached[1]
+        if state.kind == "system":
+            return _time.time()
+        return clock_now(state, datetime.now(timezone.utc)).timestamp()
+
+    @property
+    def kind(self) -> str:
+        return self.state().kind
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of simulated time: real sleeping for system and scaled clocks; for a
+        manual clock, poll until another party has advanced it that far."""
+        state = self.state()
+        if state.kind == "system":
+            _time.sleep(max(0.0, seconds))
+        elif state.kind == "scaled":
+            _time.sleep(max(0.0, seconds) / state.factor)
+        else:
+            until = self.now() + timedelta(seconds=seconds)
+            while self.now() < until:
+                _time.sleep(0.02)
 
 
 @dataclass(frozen=True)

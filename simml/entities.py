@@ -150,6 +150,18 @@ class BestRun:
 
 
 @dataclass(frozen=True)
+class ClockState:
+    """A workspace's persisted clock: ``system``, ``scaled`` (``factor`` times real time from the
+    anchors) or ``manual`` (``manual_now``, moved only by ``advance``)."""
+
+    kind: str
+    factor: float = 1.0
+    manual_now: datetime | None = None
+    anchor_real: datetime | None = None
+    anchor_sim: datetime | None = None
+
+
+@dataclass(frozen=True)
 class BackendInfo:
     """The loaded backend: its entry-point name and what it can do."""
 
@@ -282,6 +294,54 @@ class RunSubmission:
     target: str
     definition: dict[str, Any]
     snapshot_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What every stage hook of the local runner gets: the run and its definition."""
+
+    workspace: WorkspaceInfo
+    run_id: str
+    experiment_name: str
+    target: str
+    definition: dict[str, Any]
+    snapshot_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PreparedEnvironment:
+    """Result of the prepare stage: which runtime runs the job and in which environment."""
+
+    runtime: str
+    environment_key: str
+    cached: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Result of the scale stage: the node a job got, and the resources it may use."""
+
+    compute: str
+    node_id: str
+    v_cpus: int
+    memory_gb: float
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """Result of the execute stage."""
+
+    exit_code: int | None
+    signal: int | None = None
+    out_of_memory: bool = False
+    canceled: bool = False
+    timed_out: bool = False
+    error: dict[str, Any] | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0 and not (self.canceled or self.timed_out or self.out_of_memory)
 
 
 @dataclass(frozen=True)

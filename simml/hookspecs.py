@@ -28,6 +28,11 @@ import pluggy
 if TYPE_CHECKING:
     from simml.entities import (
         BackendInfo,
+        ExecutionResult,
+        Allocation,
+        PreparedEnvironment,
+        StageContext,
+        ClockState,
         ComputeInfo,
         ComputeStatus,
         DatastoreInfo,
@@ -84,6 +89,33 @@ def simml_workspace_create(ref: WorkspaceRef, exist_ok: bool) -> WorkspaceInfo |
 def simml_workspace_list(subscription_id: str | None, resource_group: str | None
                          ) -> list[WorkspaceInfo] | None:
     """List workspaces, optionally within one subscription / resource group.
+
+    Stops at first non-None result.
+    """
+
+
+# --- simulated time ----------------------------------------------------------------------------
+
+@hookspec(firstresult=True)
+def simml_clock_get(workspace: WorkspaceInfo) -> ClockState | None:
+    """The workspace's clock setting, which every process reads (a fresh workspace: ``system``).
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_clock_set(workspace: WorkspaceInfo, setting: str) -> ClockState | None:
+    """Switch the clock to ``system``, ``manual`` or ``scaled:N``; simulated time continues from
+    its current value (it never jumps back). A backend that cannot simulate time raises.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_clock_advance(workspace: WorkspaceInfo, seconds: float) -> ClockState | None:
+    """Move a manual clock forward (``seconds`` >= 0); other kinds raise.
 
     Stops at first non-None result.
     """
@@ -261,6 +293,15 @@ def simml_environment_get(workspace: WorkspaceInfo, name: str, version: str | No
 # --- execution: what every backend implements ----------------------------------------------------
 
 @hookspec(firstresult=True)
+def simml_snapshot_create(workspace: WorkspaceInfo, items: tuple[UploadItem, ...]) -> str | None:
+    """Store a snapshot of the client's source files; return its id (Azure's
+    ``ContentSnapshotId``). Later edits of the source do not change it.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
 def simml_run_submit(workspace: WorkspaceInfo, submission: RunSubmission) -> RunHandle | None:
     """Start executing a run created in run history; return at once.
 
@@ -279,3 +320,41 @@ def simml_run_observe(workspace: WorkspaceInfo, run_id: str, cursor: int) -> Run
 @hookspec(firstresult=True)
 def simml_run_cancel(workspace: WorkspaceInfo, run_id: str) -> bool | None:
     """Request cancellation; True when the request was accepted. Stops at first non-None result."""
+
+
+# --- the local runner's stages (a remote backend implements none of these) ----------------------
+
+@hookspec(firstresult=True)
+def simml_stage_prepare(context: StageContext, log: Any) -> PreparedEnvironment | None:
+    """Preparing: materialise the run's environment (cached by a hash of its spec).
+
+    :param log: a callable taking one line of text, streamed to the run's driver log.
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_stage_scale(context: StageContext, log: Any) -> Allocation | None:
+    """Queued ("scaling"): queue on the compute target and wait for a node (simulated time).
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_stage_execute(context: StageContext, environment: PreparedEnvironment,
+                        allocation: Allocation, log: Any) -> ExecutionResult | None:
+    """Running: run the script on the node, stream its output, ingest what it logs.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_stage_postprocess(context: StageContext, result: ExecutionResult, log: Any
+                            ) -> bool | None:
+    """Finalizing ("post-processing"): copy ``./outputs`` and ``./logs`` into run history and
+    release the node. Runs even when execution failed, so logs are kept.
+
+    Stops at first non-None result.
+    """

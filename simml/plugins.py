@@ -22,6 +22,11 @@ from simml.exceptions import BackendCapabilityException, BackendNotFoundExceptio
 if TYPE_CHECKING:
     from simml.entities import (
         BackendInfo,
+        ExecutionResult,
+        Allocation,
+        PreparedEnvironment,
+        StageContext,
+        ClockState,
         ComputeInfo,
         ComputeStatus,
         DatastoreInfo,
@@ -121,6 +126,16 @@ class Backend:
         return self._call("simml_workspace_list", subscription_id=subscription_id,
                           resource_group=resource_group)
 
+    # --- simulated time ------------------------------------------------------------------------
+    def clock_get(self, workspace: WorkspaceInfo) -> ClockState:
+        return self._call("simml_clock_get", workspace=workspace)
+
+    def clock_set(self, workspace: WorkspaceInfo, setting: str) -> ClockState:
+        return self._call("simml_clock_set", workspace=workspace, setting=setting)
+
+    def clock_advance(self, workspace: WorkspaceInfo, seconds: float) -> ClockState:
+        return self._call("simml_clock_advance", workspace=workspace, seconds=seconds)
+
     # --- run history -------------------------------------------------------------------------
     def history_open(self, workspace: WorkspaceInfo) -> RunHistoryStore:
         return self._call("simml_history_open", workspace=workspace)
@@ -212,6 +227,9 @@ class Backend:
                           version=version)
 
     # --- execution ---------------------------------------------------------------------------
+    def snapshot_create(self, workspace: WorkspaceInfo, items: tuple[UploadItem, ...]) -> str:
+        return self._call("simml_snapshot_create", workspace=workspace, items=items)
+
     def run_submit(self, workspace: WorkspaceInfo, submission: RunSubmission) -> RunHandle:
         return self._call("simml_run_submit", workspace=workspace, submission=submission)
 
@@ -220,3 +238,18 @@ class Backend:
 
     def run_cancel(self, workspace: WorkspaceInfo, run_id: str) -> bool:
         return self._call("simml_run_cancel", workspace=workspace, run_id=run_id)
+
+    # --- the local runner's stages ---------------------------------------------------------------
+    def stage_prepare(self, context: StageContext, log: Any) -> PreparedEnvironment:
+        return self._call("simml_stage_prepare", context=context, log=log)
+
+    def stage_scale(self, context: StageContext, log: Any) -> Allocation:
+        return self._call("simml_stage_scale", context=context, log=log)
+
+    def stage_execute(self, context: StageContext, environment: PreparedEnvironment,
+                      allocation: Allocation, log: Any) -> ExecutionResult:
+        return self._call("simml_stage_execute", context=context, environment=environment,
+                          allocation=allocation, log=log)
+
+    def stage_postprocess(self, context: StageContext, result: ExecutionResult, log: Any) -> bool:
+        return self._call("simml_stage_postprocess", context=context, result=result, log=log)

@@ -21,7 +21,10 @@ from simml.entities import BackendInfo, WorkspaceInfo, WorkspaceRef
 from simml.exceptions import UserErrorException, WorkspaceException
 from simml.plugins import hookimpl
 from simml.settings import simml_home
+from simml_local.clock import LocalClock
+from simml_local.compute import LocalCompute
 from simml_local.datastores import LocalDatastores
+from simml_local.execution import LocalExecution
 from simml_local.files import atomic_write_bytes
 from simml_local.registry import LocalModelRegistry
 from simml_local.store import SqliteRunHistoryStore
@@ -31,7 +34,7 @@ WORKSPACE_NAME = re.compile(r"^[a-zA-Z0-9][\w\-]{2,32}$")
 SEGMENT = re.compile(r"^[\w\-.()]{1,90}$")
 
 
-class LocalBackend(LocalModelRegistry, LocalDatastores):
+class LocalBackend(LocalModelRegistry, LocalDatastores, LocalClock, LocalExecution, LocalCompute):
     """The embedded default backend."""
 
     def __init__(self, config: dict[str, Any] | None = None,

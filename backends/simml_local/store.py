@@ -124,6 +124,38 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (model_id, key)
     ) WITHOUT ROWID;
     """,
+    # 3: execution: the persisted clock, compute targets and their cluster events, runner
+    # bookkeeping per submitted run, and scheduling leases
+    """
+    CREATE TABLE workspace_settings (
+        key TEXT PRIMARY KEY, value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE computes (
+        name TEXT PRIMARY KEY,
+        compute_type TEXT NOT NULL,
+        config TEXT NOT NULL,
+        created_time REAL NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE TABLE cluster_events (
+        seq INTEGER PRIMARY KEY,
+        compute TEXT NOT NULL,
+        event TEXT NOT NULL
+    );
+    CREATE INDEX cluster_events_by_compute ON cluster_events (compute, seq);
+    CREATE TABLE run_exec (
+        run_id TEXT PRIMARY KEY,
+        runner_pid INTEGER,
+        job_pid INTEGER,
+        heartbeat REAL,
+        stage TEXT,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        detail TEXT
+    ) WITHOUT ROWID;
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -497,6 +529,17 @@ class SqliteRunHistoryStore:
         finally:
             tmp.unlink(missing_ok=True)
         with write_transaction(con):
+            con.execute("INSERT OR REPLACE INTO run_files VALUES (?,?,?,?)",
+                        (run_id, relpath, size, datetime.now(timezone.utc).timestamp()))
+
+    def register_file(self, run_id: str, name: str) -> None:
+        """List a file written in place under the run's folder (live logs; local backend only)."""
+        relpath = safe_relpath(name)
+        path = safe_join(self.artifacts / run_id, relpath)
+        size = path.stat().st_size if path.exists() else 0
+        con = self.connection()
+        with write_transaction(con):
+            self._run_key(con, run_id)
             con.execute("INSERT OR REPLACE INTO run_files VALUES (?,?,?,?)",
                         (run_id, relpath, size, datetime.now(timezone.utc).timestamp()))
 

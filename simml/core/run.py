@@ -213,13 +213,68 @@ class Run:
             self._apply(Failed(error), error={"error": error})
 
     def cancel(self) -> None:
+        """Cancel the run. A submitted run is stopped by its runner (process tree included) and
+        ends Canceled; this returns once the request is recorded, as Azure's does."""
         info = self._refresh()
         if info.status in TERMINAL:
             raise UserErrorException(
                 f"Run {self.id} is already {info.status}; only an active run can be canceled.")
+        if info.definition is not None:
+            self._workspace._backend.run_cancel(self._workspace._info, self.id)
+            return
         self.flush()
         self._apply(CancelRequested())
         self._apply(Canceled())
+
+    def wait_for_completion(self, show_output: bool = False, wait_post_processing: bool = False,
+                            raise_on_error: bool = True) -> dict[str, Any]:
+        """Wait until the run ends; with ``show_output`` stream its driver log live.
+
+        Unlike Azure, this returns only once the run is terminal (Finalizing included), so
+        ``./outputs`` is already in the run's files and ``register_model`` on the next line works.
+        A Failed run raises ``ActivityFailedException`` (``raise_on_error``).
+        """
+        import json
+        import time
+        from simml.exceptions import ActivityFailedException, ExperimentExecutionException
+        workspace = self._workspace
+        submitted = self._info.definition is not None
+        if show_output:
+            print(f"RunId: {self.id}")
+            print(f"Web View: {self.get_portal_url()}", flush=True)
+        cursor, streaming, delay = 0, False, 0.02
+        try:
+            while True:
+                if submitted:
+                    look = workspace._backend.run_observe(workspace._info, self.id, cursor)
+                    status, cursor = look.status, look.cursor
+                    if show_output and look.log_lines:
+                        if not streaming:
+                            name = "azureml-logs/70_driver_log.txt"
+                            print(f"\nStreaming {name}\n{'=' * (len(name) + 10)}\n")
+                            streaming = True
+                        print("\n".join(look.log_lines), flush=True)
+                else:
+                    status = self.get_status()
+                if status in TERMINAL:
+                    break
+                time.sleep(delay)
+                delay = min(delay * 1.5, 0.25)
+        except KeyboardInterrupt as exc:
+            raise ExperimentExecutionException(
+                "The output streaming for the run interrupted.\nBut the run is still executing "
+                "on the compute target.") from exc
+        details = self.get_details()
+        if show_output:
+            print("\nExecution Summary\n=================")
+            print(f"RunId: {self.id}\nWeb View: {self.get_portal_url()}\n", flush=True)
+        if details["status"] == "Failed":
+            error = json.dumps(details.get("error", {}), indent=4)
+            if raise_on_error:
+                raise ActivityFailedException(error_details=error)
+            if show_output:
+                print(f"Error:\n{error}")
+        return details
 
     def __enter__(self) -> "Run":
         return self

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simml.clock import Clock, SystemClock
+from simml.clock import WorkspaceClock
 from simml.entities import (
     DEFAULT_WORKSPACE,
     LOCAL_RESOURCE_GROUP,
@@ -53,7 +53,7 @@ class Workspace:
             _info = self._backend.workspace_get(ref)
         self._info = _info
         self._store: RunHistoryStore | None = None
-        self._clock: Clock = SystemClock()
+        self._clock = WorkspaceClock(lambda: self._backend.clock_get(self._info))
         self.sku = sku
         self.tags = dict(tags or {})
 
@@ -162,6 +162,19 @@ class Workspace:
     @property
     def service_context(self) -> Any:
         return self._info
+
+    @property
+    def clock(self) -> WorkspaceClock:
+        """simml addition: the workspace's simulated time, shared by every process."""
+        return self._clock
+
+    def set_clock(self, setting: str) -> None:
+        """simml addition: ``"system"``, ``"manual"`` or ``"scaled:N"`` (N times real time)."""
+        self._backend.clock_set(self._info, setting)
+
+    def advance_clock(self, seconds: float) -> None:
+        """simml addition: move a manual clock forward; runners waiting on it proceed."""
+        self._backend.clock_advance(self._info, seconds)
 
     def _history(self) -> "RunHistoryStore":
         if self._store is None:

@@ -1,0 +1,463 @@
+"""Execution on the local backend: snapshots, submit/observe/cancel, and the stage hooks.
+
+``simml_run_submit`` starts a detached runner process (``simml_local.runner``) that outlives the
+client; the runner drives the stage hooks below through the plugin manager, so another plug-in can
+take over a stage (the Docker runtime takes ``execute``). Only the runner writes a submitted run's
+statuses; a client asks for cancellation through a flag in ``run_exec``, and ``observe`` marks a run
+Failed when its runner died (so nothing stays Running forever).
+
+Per run, ``<workspace>/runs/<run id>/`` holds the job's working directory (``wd/``, a copy of the
+snapshot), its journal (``journal.jsonl``, what the job logs through ``simml.job``) and the
+runner's own log; the driver log streamed to clients is the run file
+``azureml-logs/70_driver_log.txt``, appended live.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from simml.clock import clock_now
+from simml.entities import (
+    Allocation,
+    ExecutionResult,
+    PreparedEnvironment,
+    RunHandle,
+    RunObservation,
+    RunSubmission,
+    StageContext,
+    UploadItem,
+    WorkspaceInfo,
+)
+from simml.exceptions import NotFoundException, UserErrorException
+from simml.plugins import hookimpl
+from simml_local.files import list_tree, upload_tree
+from simml_local.store import write_transaction
+
+DRIVER_LOG = "azureml-logs/70_driver_log.txt"
+STD_LOG = "user_logs/std_log.txt"
+TERMINAL = ("Completed", "Failed", "Canceled")
+HEARTBEAT_SECONDS = 1.0
+DEAD_AFTER_SECONDS = 10.0
+POLL_SECONDS = 0.05
+
+
+def process_identity(pid: int) -> str | None:
+    """``pid:start time`` from /proc, so a reused pid is not mistaken for our process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    if fields[0] == b"Z":  # a zombie is dead
+        return None
+    return f"{pid}:{fields[19].decode()}"
+
+
+class LocalExecution:
+    """Mixin of ``LocalBackend``: submission, observation, cancellation and the stages."""
+
+    root: Any
+    store: Any
+
+    # --- paths ---------------------------------------------------------------------------------
+    def run_dir(self, workspace: WorkspaceInfo, run_id: str) -> Path:
+        if not run_id or "/" in run_id or run_id in (".", ".."):
+            raise UserErrorException(f"Invalid run id {run_id!r}.")
+        return self.root(workspace) / "runs" / run_id
+
+    def snapshot_dir(self, workspace: WorkspaceInfo, snapshot_id: str) -> Path:
+        return self.root(workspace) / "snapshots" / snapshot_id
+
+    def driver_log_path(self, workspace: WorkspaceInfo, run_id: str) -> Path:
+        return self.root(workspace) / "artifacts" / run_id / DRIVER_LOG
+
+    def now(self, workspace: WorkspaceInfo) -> datetime:
+        return clock_now(self.simml_clock_get(workspace), datetime.now(timezone.utc))
+
+    # --- run_exec bookkeeping ------------------------------------------------------------------
+    def exec_row(self, workspace: WorkspaceInfo, run_id: str) -> dict[str, Any] | None:
+        row = self.store(workspace).connection().execute(
+            "SELECT runner_pid, job_pid, heartbeat, stage, cancel_requested, detail FROM run_exec "
+            "WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        keys = ("runner_pid", "job_pid", "heartbeat", "stage", "cancel_requested", "detail")
+        return dict(zip(keys, row))
+
+    def exec_update(self, workspace: WorkspaceInfo, run_id: str, **values: Any) -> None:
+        columns = ", ".join(f"{k} = ?" for k in values)
+        con = self.store(workspace).connection()
+        with write_transaction(con):
+            con.execute(f"UPDATE run_exec SET {columns} WHERE run_id = ?",
+                        (*values.values(), run_id))
+
+    # --- hooks: snapshot, submit, observe, cancel ----------------------------------------------
+    @hookimpl
+    def simml_snapshot_create(self, workspace: WorkspaceInfo, items: tuple[UploadItem, ...]
+                              ) -> str:
+        import uuid
+        snapshot_id = str(uuid.uuid4())
+        folder = self.snapshot_dir(workspace, snapshot_id)
+        if items:
+            upload_tree(folder, items, overwrite=True)
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+        return snapshot_id
+
+    @hookimpl
+    def simml_run_submit(self, workspace: WorkspaceInfo, submission: RunSubmission) -> RunHandle:
+        run_dir = self.run_dir(workspace, submission.run_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.driver_log_path(workspace, submission.run_id)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.touch()
+        store = self.store(workspace)
+        store.register_file(submission.run_id, DRIVER_LOG)
+        con = store.connection()
+        with write_transaction(con):
+            con.execute("INSERT INTO run_exec (run_id, stage) VALUES (?, 'submitted')",
+                        (submission.run_id,))
+        spec = json.dumps({"home": str(self.home), "subscription_id": workspace.subscription_id,
+                           "resource_group": workspace.resource_group,
+                           "workspace": workspace.name, "run_id": submission.run_id})
+        with open(run_dir / "runner.log", "ab") as runner_log:
+            # The runner forks into the background and this first process exits at once, so the
+            # runner is nobody's child: the client may exit, and no zombie is left behind.
+            subprocess.run([sys.executable, "-m", "simml_local.runner", spec],
+                           stdin=subprocess.DEVNULL, stdout=runner_log, stderr=runner_log,
+                           start_new_session=True, check=True, close_fds=True)
+        return RunHandle(submission.run_id, "local")
+
+    @hookimpl
+    def simml_run_observe(self, workspace: WorkspaceInfo, run_id: str, cursor: int
+                          ) -> RunObservation:
+        store = self.store(workspace)
+        info = store.get_run(run_id)
+        row = self.exec_row(workspace, run_id)
+        if row is not None and info.status not in TERMINAL:
+            info = self._fail_if_runner_died(workspace, run_id, row) or info
+        lines, cursor = self._read_log(workspace, run_id, cursor)
+        compute = None
+        if info.target != "local" and row is not None:
+            try:
+                compute = self.simml_compute_status(workspace, info.target)
+            except Exception:  # the cluster may have been deleted since
+                compute = None
+        return RunObservation(status=info.status, stage=row["stage"] if row else None,
+                              log_lines=tuple(lines), cursor=cursor, compute=compute,
+                              error=info.error)
+
+    def _read_log(self, workspace: WorkspaceInfo, run_id: str, cursor: int
+                  ) -> tuple[list[str], int]:
+        path = self.driver_log_path(workspace, run_id)
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(cursor)
+                data = handle.read()
+        except FileNotFoundError:
+            return [], cursor
+        end = data.rfind(b"\n")
+        if end < 0:
+            return [], cursor
+        chunk = data[: end + 1]
+        return chunk.decode("utf-8", "replace").splitlines(), cursor + len(chunk)
+
+    def _fail_if_runner_died(self, workspace: WorkspaceInfo, run_id: str,
+                             row: dict[str, Any]) -> Any:
+        identity = (json.loads(row["detail"]) if row["detail"] else {}).get("runner")
+        heartbeat = row["heartbeat"]
+        if identity is None:
+            # Not started yet: give a fresh runner time to come up.
+            started = heartbeat or self.store(workspace).get_run(run_id).created_time.timestamp()
+            if time.time() - started < DEAD_AFTER_SECONDS * 3:
+                return None
+        elif process_identity(int(identity.split(":")[0])) == identity:
+            return None
+        from simml.runstate import Failed, RunStateMachine, RunStatus
+        store = self.store(workspace)
+        info = store.get_run(run_id)
+        if info.status in TERMINAL:
+            return info
+        error = {"error": {"code": "RunnerDied", "message": (
+            f"The simml runner process of this run ({identity or 'never started'}) is gone; "
+            "the run cannot finish. It was probably killed (SIGKILL, machine restart).")}}
+        machine = RunStateMachine(run_id, RunStatus(info.status))
+        for transition in machine.handle(Failed(error["error"]), self.now(workspace)):
+            info = store.set_run_status(run_id, transition.new.value, transition.at, error)
+        self.exec_update(workspace, run_id, stage="dead")
+        return info
+
+    @hookimpl
+    def simml_run_cancel(self, workspace: WorkspaceInfo, run_id: str) -> bool | None:
+        row = self.exec_row(workspace, run_id)
+        if row is None:
+            return None  # an interactive run: the client records its own statuses
+        info = self.store(workspace).get_run(run_id)
+        if info.status in TERMINAL:
+            raise UserErrorException(
+                f"Run {run_id} is already {info.status}; only an active run can be canceled.")
+        self.exec_update(workspace, run_id, cancel_requested=1)
+        runner = (json.loads(row["detail"]) if row["detail"] else {}).get("runner")
+        if runner and process_identity(int(runner.split(":")[0])) == runner:
+            try:
+                os.kill(int(runner.split(":")[0]), signal.SIGUSR1)
+            except ProcessLookupError:
+                pass
+        return True
+
+    def cancel_requested(self, workspace: WorkspaceInfo, run_id: str) -> bool:
+        row = self.exec_row(workspace, run_id)
+        return bool(row and row["cancel_requested"])
+
+    # --- stages --------------------------------------------------------------------------------
+    @hookimpl(trylast=True)
+    def simml_stage_prepare(self, context: StageContext, log: Callable[[str], None]
+                            ) -> PreparedEnvironment:
+        environment = context.definition.get("environment") or {}
+        log(f"[preparing] environment {environment.get('name', 'default-environment')}: "
+            "user-managed, the current interpreter")
+        return PreparedEnvironment(runtime="process", environment_key="current-interpreter",
+                                   cached=True, details={"python": sys.executable})
+
+    @hookimpl(trylast=True)
+    def simml_stage_scale(self, context: StageContext, log: Callable[[str], None]) -> Allocation:
+        workspace, name, run_id = context.workspace, context.target, context.run_id
+        if name == "local":
+            return Allocation("local", "localhost", os.cpu_count() or 1, _host_memory_gb())
+        self.compute_queue_job(workspace, name, run_id)
+        seen_log = 0
+        while True:
+            state, assignment = self.compute_job_state(workspace, name, run_id)
+            for line in state.log[seen_log:]:
+                log(line)
+            seen_log = len(state.log)
+            if assignment is not None:
+                cores, memory = self.compute_effective_resources(workspace, name)
+                log(f"[scaling] {run_id} got node {assignment.node_id}")
+                return Allocation(name, assignment.node_id, cores, memory)
+            if self.cancel_requested(workspace, run_id):
+                self.compute_cancel_job(workspace, name, run_id)
+                raise RunCanceled()
+            self.heartbeat(workspace, run_id)
+            time.sleep(self._wait_seconds(workspace, name))
+
+    def _wait_seconds(self, workspace: WorkspaceInfo, name: str) -> float:
+        """Real seconds to sleep before the cluster can change on its own (bounded)."""
+        state = self.simml_clock_get(workspace)
+        upcoming = self.compute_next_change(workspace, name)
+        if upcoming is None or state.kind != "scaled":
+            return POLL_SECONDS  # manual clocks move when a test says; system: poll gently
+        delta = (upcoming - self.now(workspace)).total_seconds() / state.factor
+        return min(max(delta, 0.005), 0.5)
+
+    @hookimpl(trylast=True)
+    def simml_stage_execute(self, context: StageContext, environment: PreparedEnvironment,
+                            allocation: Allocation, log: Callable[[str], None]
+                            ) -> ExecutionResult:
+        from simml_local.journal import JournalReader, ingest
+        workspace, run_id = context.workspace, context.run_id
+        run_dir = self.run_dir(workspace, run_id)
+        wd = run_dir / "wd"
+        if wd.exists():
+            shutil.rmtree(wd)
+        snapshot = self.snapshot_dir(workspace, context.snapshot_id or "")
+        shutil.copytree(snapshot, wd, symlinks=True)
+        journal = run_dir / "journal.jsonl"
+        arguments = [self._argument(workspace, a, run_dir) for a in
+                     context.definition.get("arguments", [])]
+        command = [environment.details.get("python", sys.executable),
+                   context.definition["script"], *arguments]
+        env = self.job_environment(context, journal)
+        log(f"[running] on {allocation.node_id} ({allocation.v_cpus} cores, "
+            f"{allocation.memory_gb:g} GB): {' '.join(command[1:])}")
+        std_log = self.root(workspace) / "artifacts" / run_id / STD_LOG
+        std_log.parent.mkdir(parents=True, exist_ok=True)
+        memory_bytes = int(allocation.memory_gb * 2**30)
+        process = subprocess.Popen(
+            command, cwd=wd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=lambda: _limit_memory(memory_bytes))
+        self.exec_update(workspace, run_id, job_pid=process.pid, stage="execute")
+        tail: list[str] = []
+
+        def pump() -> None:
+            assert process.stdout is not None
+            with open(std_log, "ab") as user_log:
+                for raw in process.stdout:
+                    user_log.write(raw)
+                    user_log.flush()
+                    line = raw.decode("utf-8", "replace").rstrip("\n")
+                    log(line)
+                    tail.append(line)
+                    del tail[:-50]
+
+        reader_thread = threading.Thread(target=pump, daemon=True)
+        reader_thread.start()
+        reader = JournalReader(journal)
+        store = self.store(workspace)
+        canceled = timed_out = False
+        max_seconds = context.definition.get("maxRunDurationSeconds")
+        started = self.now(workspace)
+        while process.poll() is None:
+            ingest(reader.read_new(), store, run_id, files_root=run_dir)
+            self.heartbeat(workspace, run_id)
+            if not canceled and self.cancel_requested(workspace, run_id):
+                canceled = True
+                log("[running] cancel requested: stopping the job")
+                _stop_group(process)
+            if (not timed_out and max_seconds and
+                    (self.now(workspace) - started).total_seconds() > max_seconds):
+                timed_out = True
+                log(f"[running] the run exceeded max_run_duration_seconds={max_seconds}")
+                _stop_group(process)
+            time.sleep(POLL_SECONDS)
+        reader_thread.join(timeout=5)
+        ingest(reader.read_new(), store, run_id, files_root=run_dir)
+        code = process.returncode
+        signal_number = -code if code is not None and code < 0 else None
+        out_of_memory = any("MemoryError" in line for line in tail[-20:])
+        error = None
+        if canceled:
+            error = None
+        elif timed_out:
+            error = {"code": "RunTimeout", "message": (
+                f"The run exceeded max_run_duration_seconds={max_seconds} and was stopped.")}
+        elif out_of_memory:
+            error = {"code": "OutOfMemory", "message": (
+                f"The job ran out of memory: it may use {allocation.memory_gb:g} GB on a "
+                f"node of this compute target ({allocation.compute}).\n" + "\n".join(tail[-20:]))}
+        elif signal_number is not None:
+            name = signal.Signals(signal_number).name if signal_number in signal.valid_signals() \
+                else str(signal_number)
+            error = {"code": "KilledBySignal", "message": (
+                f"The script was killed by signal {name}.\n" + "\n".join(tail[-20:]))}
+        elif code != 0:
+            error = {"code": "UserError", "message": (
+                f"The script exited with code {code}.\n" + "\n".join(tail[-30:]))}
+        return ExecutionResult(exit_code=code, signal=signal_number,
+                               out_of_memory=out_of_memory, canceled=canceled,
+                               timed_out=timed_out, error=error)
+
+    def _argument(self, workspace: WorkspaceInfo, value: Any, run_dir: Path) -> str:
+        if isinstance(value, dict) and "dataReference" in value:
+            return self.resolve_data_reference(workspace, value["dataReference"], run_dir)
+        return str(value)
+
+    def resolve_data_reference(self, workspace: WorkspaceInfo, reference: dict[str, Any],
+                               run_dir: Path) -> str:
+        """A data reference as a local path: the datastore folder (mount) or a private copy."""
+        from simml_local.files import download_tree, safe_join
+        root = self.datastore_root(workspace, reference["dataStoreName"])
+        path = reference.get("pathOnDataStore") or ""
+        source = safe_join(root, path)
+        if not source.exists():
+            raise NotFoundException(
+                f"Data reference {reference['dataStoreName']}/{path}: no such file or folder.")
+        if reference.get("mode") == "download":
+            target = run_dir / "data" / reference["name"]
+            download_tree(root, path or None, target, overwrite=True, blob_prefix=False)
+            return str(target / path) if path else str(target)
+        return str(source)
+
+    def job_environment(self, context: StageContext, journal: Path) -> dict[str, str]:
+        workspace = context.workspace
+        env = dict(os.environ)
+        for key in [k for k in env if k.startswith(("AZUREML_", "SIMML_RUN_"))]:
+            del env[key]
+        offset = (self.now(workspace) - datetime.now(timezone.utc)).total_seconds()
+        env.update({
+            "AZUREML_RUN_ID": context.run_id,
+            "AZUREML_EXPERIMENT_NAME": context.experiment_name,
+            "AZUREML_ARM_SUBSCRIPTION": workspace.subscription_id,
+            "AZUREML_ARM_RESOURCEGROUP": workspace.resource_group,
+            "AZUREML_ARM_WORKSPACE_NAME": workspace.name,
+            "AZUREML_ARM_PROJECT_NAME": context.experiment_name,
+            "AZUREML_WORKSPACE_ID": workspace.workspace_id,
+            "AZUREML_SERVICE_ENDPOINT": "simml://local",
+            "AZUREML_RUN_TOKEN": "simml-local",
+            "AZUREML_COMPUTE_NAME": context.target,
+            "SIMML_RUN_JOURNAL": str(journal),
+            "SIMML_JOB_CLOCK_OFFSET": repr(offset),
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update({str(k): str(v) for k, v in
+                    (context.definition.get("environmentVariables") or {}).items()})
+        return env
+
+    def heartbeat(self, workspace: WorkspaceInfo, run_id: str) -> None:
+        last = getattr(self, "_last_heartbeat", 0.0)
+        now = time.time()
+        if now - last >= HEARTBEAT_SECONDS:
+            self.exec_update(workspace, run_id, heartbeat=now)
+            self._last_heartbeat = now
+
+    @hookimpl(trylast=True)
+    def simml_stage_postprocess(self, context: StageContext, result: ExecutionResult,
+                                log: Callable[[str], None]) -> bool:
+        workspace, run_id = context.workspace, context.run_id
+        wd = self.run_dir(workspace, run_id) / "wd"
+        store = self.store(workspace)
+        count = 0
+        for folder in ("outputs", "logs"):
+            base = wd / folder
+            if not base.is_dir():
+                continue
+            for relative in list_tree(base):
+                with open(base / relative, "rb") as source:
+                    store.upload_file(run_id, f"{folder}/{relative}", source)
+                count += 1
+        log(f"[finalizing] {count} files from ./outputs and ./logs copied to run history")
+        if (self.root(workspace) / "artifacts" / run_id / STD_LOG).exists():
+            store.register_file(run_id, STD_LOG)
+        if context.target != "local":
+            self.compute_finish_job(workspace, context.target, run_id)
+        return True
+
+
+class RunCanceled(Exception):
+    """Raised inside the runner when a cancel request stops a stage."""
+
+
+def _limit_memory(limit: int) -> None:
+    """In the job process (preexec): cap its data segment at the node's memory."""
+    try:
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    except (ValueError, OSError):
+        pass
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop the job's whole process tree: SIGTERM, then SIGKILL after a grace period."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _host_memory_gb() -> float:
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return 4.0

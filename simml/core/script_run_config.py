@@ -1,0 +1,148 @@
+"""``ScriptRunConfig``: what to run (a script and its arguments), where, and in which environment.
+
+Submitting one validates everything first (source folder, script, arguments, compute target), then
+snapshots the source folder, creates the run (NotStarted) and hands it to the backend, which
+returns at once; nothing is created when validation fails.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from simml.exceptions import ComputeTargetException, RunConfigurationException
+
+if TYPE_CHECKING:
+    from simml.core.experiment import Experiment
+    from simml.core.run import Run
+
+LOCAL_TARGET = "local"
+DEFAULT_MAX_RUN_DURATION_SECONDS = 2592000
+
+
+class RunConfiguration:
+    """The subset of Azure's ``RunConfiguration`` simml honours."""
+
+    def __init__(self, script: str | None = None, arguments: list[Any] | None = None,
+                 framework: str | None = None, communicator: str | None = None,
+                 conda_dependencies: Any = None, _history_enabled: Any = None,
+                 _path: Any = None, _name: Any = None, command: Any = None) -> None:
+        self.script = script
+        self.arguments = list(arguments or [])
+        self.target = LOCAL_TARGET
+        self.environment: Any = None
+        self.node_count = 1
+        self.max_run_duration_seconds: int | None = None
+        self.framework = framework or "Python"
+        self.environment_variables: dict[str, str] = {}
+
+
+class ScriptRunConfig:
+    """Azure's ``ScriptRunConfig`` (``compute_target=None`` means ``'local'``)."""
+
+    def __init__(self, source_directory: str | os.PathLike[str], script: str | None = None,
+                 arguments: list[Any] | None = None, run_config: RunConfiguration | None = None,
+                 _telemetry_values: Any = None, compute_target: Any = None,
+                 environment: Any = None, distributed_job_config: Any = None,
+                 resume_from: Any = None,
+                 max_run_duration_seconds: int = DEFAULT_MAX_RUN_DURATION_SECONDS,
+                 command: Any = None, docker_runtime_config: Any = None) -> None:
+        if script is not None and command is not None:
+            raise RunConfigurationException("Use either script or command, not both.")
+        if command is not None:
+            raise RunConfigurationException(
+                "ScriptRunConfig(command=...) is not supported by simml yet; use script= and "
+                "arguments=.")
+        self.source_directory = os.fspath(source_directory)
+        self.run_config = run_config or RunConfiguration()
+        self.script = script if script is not None else self.run_config.script
+        self.arguments = list(arguments) if arguments is not None else self.run_config.arguments
+        if compute_target is not None:
+            self.run_config.target = compute_target
+        if environment is not None:
+            self.run_config.environment = environment
+        self.run_config.max_run_duration_seconds = max_run_duration_seconds
+
+    @property
+    def compute_target(self) -> Any:
+        return self.run_config.target
+
+    @property
+    def environment(self) -> Any:
+        return self.run_config.environment
+
+    # --- submission ----------------------------------------------------------------------------
+    def _submit_to(self, experiment: "Experiment", **kwargs: Any) -> "Run":
+        from simml.core.submission import submit_script_run
+        return submit_script_run(experiment, self)
+
+    def _validated(self, experiment: "Experiment") -> dict[str, Any]:
+        """Check everything a submission needs; return the run definition. Writes nothing."""
+        source = Path(self.source_directory)
+        if not source.is_dir():
+            raise RunConfigurationException(
+                f"The source directory {self.source_directory!r} does not exist or is not a folder.")
+        if not self.script:
+            raise RunConfigurationException("ScriptRunConfig needs a script to run.")
+        script = Path(self.script)
+        if script.is_absolute() or ".." in script.parts:
+            raise RunConfigurationException(
+                f"The script {self.script!r} must be a path inside the source directory.")
+        if not (source / script).is_file():
+            raise RunConfigurationException(
+                f"The script {self.script!r} was not found in the source directory "
+                f"{self.source_directory!r}.")
+        target = _target_name(self.run_config.target)
+        if target != LOCAL_TARGET:
+            workspace = experiment.workspace
+            workspace._backend.compute_get(workspace._info, target)  # ComputeTargetException
+        return {
+            "script": script.as_posix(),
+            "arguments": [_serialise_argument(a) for a in self.arguments],
+            "target": target,
+            "environment": _environment_definition(self.run_config.environment),
+            "maxRunDurationSeconds": self.run_config.max_run_duration_seconds,
+            "nodeCount": self.run_config.node_count,
+            "environmentVariables": dict(self.run_config.environment_variables),
+        }
+
+
+def _target_name(target: Any) -> str:
+    if target is None:
+        return LOCAL_TARGET
+    if isinstance(target, str):
+        if not target:
+            raise ComputeTargetException("compute_target must not be an empty string.")
+        return target
+    name = getattr(target, "name", None)
+    if isinstance(name, str):
+        return name
+    raise ComputeTargetException(
+        f"compute_target must be a compute target or its name, not {type(target).__name__}.")
+
+
+def _serialise_argument(value: Any) -> Any:
+    """Arguments become command-line strings in the job; data references resolve at run time."""
+    from simml.data.data_reference import DataReference
+    if isinstance(value, DataReference):
+        return {"dataReference": value.to_config()}
+    if isinstance(value, bool) or isinstance(value, (str, int, float)):
+        if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+            raise RunConfigurationException(f"Argument {value!r} is not a finite number.")
+        return value
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        return _serialise_argument(value.item())
+    raise RunConfigurationException(
+        f"Unsupported argument {value!r} of type {type(value).__name__}: arguments must be str, "
+        "int, float, bool or a data reference (datastore.path(...).as_mount()).")
+
+
+def _environment_definition(environment: Any) -> dict[str, Any]:
+    if environment is None:
+        return {"name": "default-environment", "python": {"userManagedDependencies": True}}
+    serialise = getattr(environment, "_definition", None)
+    if callable(serialise):
+        return serialise()
+    raise RunConfigurationException(
+        f"environment must be a simml.core.Environment, not {type(environment).__name__}.")
