@@ -227,3 +227,11 @@ def test_best_run_query_helper(exp) -> None:
     assert exp.get_best_run("missing") is None
     with pytest.raises(InvalidValueException):
         exp.get_best_run("acc", goal="up")
+
+
+def test_log_list_is_validated_whole(exp) -> None:
+    run = exp.start_logging()
+    with pytest.raises(InvalidValueException):
+        run.log_list("mixed", [1, "a"])
+    run.flush()
+    assert run.get_metrics() == {}

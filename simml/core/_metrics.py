@@ -56,7 +56,10 @@ def normalize_scalar(name: str, value: Any) -> Any:
         if getattr(value, "ndim", 0) != 0:
             raise UserErrorException(
                 f"run.log does not support arrays (metric {name!r}). Use run.log_list instead.")
-        return normalize_scalar(name, value.item())
+        item = value.item()
+        if type(item) is kind:  # e.g. longdouble: item() gives itself back
+            item = float(item) if hasattr(value, "is_integer") else str(item)
+        return normalize_scalar(name, item)
     if isinstance(value, (int, float, str)):  # subclasses such as IntEnum, numpy float64
         base = bool if isinstance(value, bool) else int if isinstance(value, int) else \
             float if isinstance(value, float) else str
@@ -96,8 +99,10 @@ def validate_table(name: str, table: Mapping[str, Any]) -> dict[str, list[Any]]:
             f"Metric {name!r}: log_table needs a non-empty dict of column name to list of values.")
     columns: dict[str, list[Any]] = {}
     for column, values in table.items():
-        if isinstance(values, (list, tuple)) or hasattr(values, "tolist"):
-            values = list(values.tolist() if hasattr(values, "tolist") else values)
+        if isinstance(values, (list, tuple)):
+            values = list(values)
+        elif hasattr(values, "tolist") and getattr(values, "ndim", 0) != 0:
+            values = list(values.tolist())
         else:
             values = [values]
         columns[str(column)] = [normalize_scalar(f"{name}.{column}", v) for v in values]

@@ -361,8 +361,13 @@ class Run:
             raise InvalidValueException(f"Metric {name!r}: log_list needs a list of values.")
         values = [_metrics.normalize_scalar(name, v) for v in
                   (value.tolist() if hasattr(value, "tolist") else value)]
-        for item in values:
+        families = {_metrics.value_class(v) for v in values} - {"none"}
+        if len(families) > 1:
+            raise InvalidValueException(
+                f"Metric {name!r}: log_list values must all be of one type, got {sorted(families)}.")
+        for item in values:  # validated whole: nothing is stored from a refused list
             self._pin(name, "list", item)
+        for item in values:
             kind, stored = _metrics.encode("list", item)
             self._append(name, kind, stored, None)
 
