@@ -146,25 +146,39 @@ class WorkspaceClock:
 
 @dataclass(frozen=True)
 class ClockSetting:
-    """A workspace's persisted clock source: ``system``, ``scaled:N`` or ``manual``."""
+    """A workspace's persisted clock source: ``system``, ``scaled:N`` or ``manual``.
+
+    ``manual:<ISO time>`` starts a manual clock at that time instead of the current simulated
+    time, so that tests can record identical timestamps run after run.
+    """
 
     kind: str
     factor: float = 1.0
+    start: datetime | None = None
 
     @classmethod
     def parse(cls, text: str) -> "ClockSetting":
-        text = text.strip().lower()
+        raw = text.strip()
+        text = raw.lower()
         if text in ("system", "manual"):
             return cls(text)
+        if text.startswith("manual:"):
+            try:
+                start = datetime.fromisoformat(raw.split(":", 1)[1].replace("Z", "+00:00"))
+            except ValueError:
+                start = None
+            if start is not None and start.tzinfo is not None:
+                return cls("manual", start=start)
         if text.startswith("scaled:"):
             try:
                 factor = float(text.split(":", 1)[1])
             except ValueError:
                 factor = 0.0
-            if factor > 0:
+            if factor > 0 and factor != float("inf"):
                 return cls("scaled", factor)
         raise ConfigurationException(
-            f"Invalid clock setting {text!r}: expected 'system', 'manual' or 'scaled:N' with N > 0.")
+            f"Invalid clock setting {raw!r}: expected 'system', 'manual', 'manual:<ISO time with "
+            "zone>' or 'scaled:N' with N > 0.")
 
     def __str__(self) -> str:
         return f"scaled:{self.factor:g}" if self.kind == "scaled" else self.kind

@@ -57,7 +57,7 @@ class LocalClock:
             if parsed.kind == "system":
                 state = SYSTEM
             elif parsed.kind == "manual":
-                state = ClockState("manual", manual_now=sim_now)
+                state = ClockState("manual", manual_now=parsed.start or sim_now)
             else:
                 state = ClockState("scaled", parsed.factor, anchor_real=real_now, anchor_sim=sim_now)
             con.execute("INSERT OR REPLACE INTO workspace_settings VALUES ('clock', ?)",
