@@ -10,11 +10,32 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def _hermetic(simml_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test gets its own SIMML_HOME and working directory, and no stray seed or mode."""
+def _hermetic(simml_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Every test gets its own SIMML_HOME and working directory, and no stray seed or mode; at
+    teardown, runners and jobs it left behind (a failed test may leave a job waiting) are killed."""
     monkeypatch.chdir(tmp_path)
     for name in ("SIMML_SEED", "SIMML_OFFLINE_MODE", "AZUREML_RUN_ID", "SIMML_RUN_JOURNAL"):
         monkeypatch.delenv(name, raising=False)
+    yield
+    kill_processes_mentioning(str(simml_home))
+
+
+def kill_processes_mentioning(marker: str) -> None:
+    """SIGKILL every process whose command line or environment mentions ``marker``."""
+    import signal
+    needle = marker.encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            text = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in text:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+            except OSError:
+                pass
 
 
 @pytest.fixture

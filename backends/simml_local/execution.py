@@ -126,8 +126,8 @@ class LocalExecution:
         store.register_file(submission.run_id, DRIVER_LOG)
         con = store.connection()
         with write_transaction(con):
-            con.execute("INSERT INTO run_exec (run_id, stage) VALUES (?, 'submitted')",
-                        (submission.run_id,))
+            con.execute("INSERT INTO run_exec (run_id, stage, heartbeat) "
+                        "VALUES (?, 'submitted', ?)", (submission.run_id, time.time()))
         spec = json.dumps({"home": str(self.home), "subscription_id": workspace.subscription_id,
                            "resource_group": workspace.resource_group,
                            "workspace": workspace.name, "run_id": submission.run_id})
@@ -178,9 +178,8 @@ class LocalExecution:
         identity = (json.loads(row["detail"]) if row["detail"] else {}).get("runner")
         heartbeat = row["heartbeat"]
         if identity is None:
-            # Not started yet: give a fresh runner time to come up.
-            started = heartbeat or self.store(workspace).get_run(run_id).created_time.timestamp()
-            if time.time() - started < DEAD_AFTER_SECONDS * 3:
+            # Not started yet (heartbeat holds the real submit time): give it time to come up.
+            if heartbeat is None or time.time() - heartbeat < DEAD_AFTER_SECONDS * 3:
                 return None
         elif process_identity(int(identity.split(":")[0])) == identity:
             return None
@@ -266,6 +265,7 @@ class LocalExecution:
                             allocation: Allocation, log: Callable[[str], None]
                             ) -> ExecutionResult:
         from simml_local.journal import JournalReader, ingest
+        from simml_local.limits import JobLimits
         workspace, run_id = context.workspace, context.run_id
         run_dir = self.run_dir(workspace, run_id)
         wd = run_dir / "wd"
@@ -283,11 +283,15 @@ class LocalExecution:
             f"{allocation.memory_gb:g} GB): {' '.join(command[1:])}")
         std_log = self.root(workspace) / "artifacts" / run_id / STD_LOG
         std_log.parent.mkdir(parents=True, exist_ok=True)
-        memory_bytes = int(allocation.memory_gb * 2**30)
-        process = subprocess.Popen(
-            command, cwd=wd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=lambda: _limit_memory(memory_bytes))
+        limits = JobLimits.for_job(run_id, allocation.v_cpus, int(allocation.memory_gb * 2**30))
+        log(f"[running] {limits.describe()}")
+        try:
+            process = subprocess.Popen(
+                command, cwd=wd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=limits.preexec)
+        except BaseException:
+            limits.cleanup()
+            raise
         self.exec_update(workspace, run_id, job_pid=process.pid, stage="execute")
         tail: list[str] = []
 
@@ -326,7 +330,10 @@ class LocalExecution:
         ingest(reader.read_new(), store, run_id, files_root=run_dir)
         code = process.returncode
         signal_number = -code if code is not None and code < 0 else None
-        out_of_memory = any("MemoryError" in line for line in tail[-20:])
+        try:
+            out_of_memory = limits.out_of_memory(code, tail)
+        finally:
+            limits.cleanup()  # the job has ended: its groups go (a leftover child moves out)
         error = None
         if canceled:
             error = None
@@ -336,7 +343,8 @@ class LocalExecution:
         elif out_of_memory:
             error = {"code": "OutOfMemory", "message": (
                 f"The job ran out of memory: it may use {allocation.memory_gb:g} GB on a "
-                f"node of this compute target ({allocation.compute}).\n" + "\n".join(tail[-20:]))}
+                f"node of this compute target ({allocation.compute}), and "
+                f"{limits.oom_reason}.\n" + "\n".join(tail[-20:]))}
         elif signal_number is not None:
             name = signal.Signals(signal_number).name if signal_number in signal.valid_signals() \
                 else str(signal_number)
@@ -427,14 +435,6 @@ class LocalExecution:
 
 class RunCanceled(Exception):
     """Raised inside the runner when a cancel request stops a stage."""
-
-
-def _limit_memory(limit: int) -> None:
-    """In the job process (preexec): cap its data segment at the node's memory."""
-    try:
-        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-    except (ValueError, OSError):
-        pass
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
