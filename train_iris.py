@@ -20,13 +20,22 @@ def main() -> None:
     parser.add_argument("--kernel", type=str, default="linear",
                         help="Kernel type to be used in the algorithm")
     parser.add_argument("--penalty", type=float, default=1.0, help="Penalty parameter of the error term")
+    parser.add_argument("--data-folder", type=str, default=None,
+                        help="Folder holding iris.csv (features, then the class); default: "
+                             "sklearn's bundled iris")
     args = parser.parse_args()
 
     run = Run.get_context()
     run.log("Kernel type", str(args.kernel))
     run.log("Penalty", float(args.penalty))
 
-    x, y = datasets.load_iris(return_X_y=True)
+    if args.data_folder:
+        import numpy as np
+        table = np.loadtxt(os.path.join(args.data_folder, "iris.csv"), delimiter=",", skiprows=1)
+        x, y = table[:, :-1], table[:, -1].astype(int)
+        print(f"Read {len(y)} rows from {os.path.join(args.data_folder, 'iris.csv')}")
+    else:
+        x, y = datasets.load_iris(return_X_y=True)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.3, random_state=0)
 
     model = SVC(kernel=args.kernel, C=args.penalty).fit(x_train, y_train)

@@ -130,12 +130,17 @@ class LocalExecution:
         spec = json.dumps({"home": str(self.home), "subscription_id": workspace.subscription_id,
                            "resource_group": workspace.resource_group,
                            "workspace": workspace.name, "run_id": submission.run_id})
+        if submission.target != "local":
+            # The queue position is taken at submit, so runs start in submission order whatever
+            # order their runners come up in.
+            self.compute_queue_job(workspace, submission.target, submission.run_id)
         with open(run_dir / "runner.log", "ab") as runner_log:
-            # The runner forks into the background and this first process exits at once, so the
-            # runner is nobody's child: the client may exit, and no zombie is left behind.
-            subprocess.run([sys.executable, "-m", "simml_local.runner", spec],
-                           stdin=subprocess.DEVNULL, stdout=runner_log, stderr=runner_log,
-                           start_new_session=True, check=True, close_fds=True)
+            # The launcher forks the runner and exits at once; the runner is nobody's child (the
+            # client may exit). A daemon thread reaps the launcher, so submit does not wait.
+            launcher = subprocess.Popen(
+                [sys.executable, "-m", "simml_local.runner", spec], stdin=subprocess.DEVNULL,
+                stdout=runner_log, stderr=runner_log, start_new_session=True, close_fds=True)
+        threading.Thread(target=launcher.wait, daemon=True).start()
         return RunHandle(submission.run_id, "local")
 
     @hookimpl
@@ -223,6 +228,12 @@ class LocalExecution:
     def simml_stage_prepare(self, context: StageContext, log: Callable[[str], None]
                             ) -> PreparedEnvironment:
         environment = context.definition.get("environment") or {}
+        if (environment.get("python") or {}).get("userManagedDependencies") is False:
+            from simml_local.environments import EnvironmentBuilder
+            return EnvironmentBuilder(self.home).prepare(  # type: ignore[attr-defined]
+                environment, log,
+                source_dir=self.snapshot_dir(context.workspace, context.snapshot_id or ""),
+                should_cancel=lambda: self.cancel_requested(context.workspace, context.run_id))
         log(f"[preparing] environment {environment.get('name', 'default-environment')}: "
             "user-managed, the current interpreter")
         return PreparedEnvironment(runtime="process", environment_key="current-interpreter",
@@ -273,11 +284,22 @@ class LocalExecution:
         snapshot = self.snapshot_dir(workspace, context.snapshot_id or "")
         shutil.copytree(snapshot, wd, symlinks=True)
         journal = run_dir / "journal.jsonl"
-        arguments = [self._argument(workspace, a, run_dir) for a in
-                     context.definition.get("arguments", [])]
+        try:  # data references: a mount is the datastore folder, a download a private copy
+            references = self.resolve_data_references(workspace, context.definition, run_dir)
+        except NotFoundException as exc:
+            log(f"[running] {exc}")
+            return ExecutionResult(exit_code=None, error={
+                "code": "DataReferenceNotFound", "message": f"{exc} The script was not started."})
+        arguments = [references.argument(a) for a in context.definition.get("arguments", [])]
         command = [environment.details.get("python", sys.executable),
                    context.definition["script"], *arguments]
         env = self.job_environment(context, journal)
+        env.update(environment.details.get("environment_variables") or {})
+        python = Path(environment.details.get("python", sys.executable))
+        if environment.runtime == "process" and (python.parent.parent / "pyvenv.cfg").exists():
+            env["VIRTUAL_ENV"] = str(python.parent.parent)  # the job's PATH finds the venv first
+            env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"
+        env.update(references.environment)
         log(f"[running] on {allocation.node_id} ({allocation.v_cpus} cores, "
             f"{allocation.memory_gb:g} GB): {' '.join(command[1:])}")
         std_log = self.root(workspace) / "artifacts" / run_id / STD_LOG
@@ -312,7 +334,12 @@ class LocalExecution:
         canceled = timed_out = False
         max_seconds = context.definition.get("maxRunDurationSeconds")
         started = self.now(workspace)
-        while process.poll() is None:
+        while True:
+            try:  # wakes the moment the job ends
+                process.wait(timeout=POLL_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                pass
             ingest(reader.read_new(), store, run_id, files_root=run_dir)
             self.heartbeat(workspace, run_id)
             if not canceled and self.cancel_requested(workspace, run_id):
@@ -324,7 +351,6 @@ class LocalExecution:
                 timed_out = True
                 log(f"[running] the run exceeded max_run_duration_seconds={max_seconds}")
                 _stop_group(process)
-            time.sleep(POLL_SECONDS)
         reader_thread.join(timeout=5)
         ingest(reader.read_new(), store, run_id, files_root=run_dir)
         code = process.returncode
@@ -352,14 +378,26 @@ class LocalExecution:
         elif code != 0:
             error = {"code": "UserError", "message": (
                 f"The script exited with code {code}.\n" + "\n".join(tail[-30:]))}
-        return ExecutionResult(exit_code=code, signal=signal_number,
-                               out_of_memory=out_of_memory, canceled=canceled,
-                               timed_out=timed_out, error=error)
+        return references.check_mounts(log, ExecutionResult(
+            exit_code=code, signal=signal_number, out_of_memory=out_of_memory, canceled=canceled,
+            timed_out=timed_out, error=error))
 
-    def _argument(self, workspace: WorkspaceInfo, value: Any, run_dir: Path) -> str:
-        if isinstance(value, dict) and "dataReference" in value:
-            return self.resolve_data_reference(workspace, value["dataReference"], run_dir)
-        return str(value)
+    def resolve_data_references(self, workspace: WorkspaceInfo, definition: dict[str, Any],
+                                run_dir: Path) -> "ResolvedReferences":
+        """Every data reference of a run (its arguments and ``dataReferences``) as local paths,
+        with a snapshot of each mounted path so that writes to it are detected afterwards."""
+        configs = dict(definition.get("dataReferences") or {})
+        for value in definition.get("arguments") or []:
+            if isinstance(value, dict) and "dataReference" in value:
+                configs.setdefault(value["dataReference"]["name"], value["dataReference"])
+        resolved = ResolvedReferences()
+        for name, config in configs.items():
+            path = self.resolve_data_reference(workspace, config, run_dir)
+            resolved.paths[name] = path
+            if config.get("mode", "mount") == "mount":
+                label = f"{config['dataStoreName']}/{config.get('pathOnDataStore') or ''}"
+                resolved.mounts.append(MountGuard(label, Path(path)))
+        return resolved
 
     def resolve_data_reference(self, workspace: WorkspaceInfo, reference: dict[str, Any],
                                run_dir: Path) -> str:
@@ -434,6 +472,101 @@ class LocalExecution:
 
 class RunCanceled(Exception):
     """Raised inside the runner when a cancel request stops a stage."""
+
+
+class MountGuard:
+    """A mounted path the job must not change.
+
+    The process runtime cannot bind-mount a folder read-only (and the job runs as whoever runs
+    simml, root included), so writes are detected rather than prevented: every file and folder
+    under the path is recorded (size, mtime_ns) before the job starts and compared after it ends.
+    Any modified, added or removed entry fails the run. Limits: the datastore has already been
+    changed by then, and a concurrent upload into the same path is reported too (the runtime
+    cannot tell who wrote). See docs/seed.md.
+    """
+
+    def __init__(self, label: str, path: Path) -> None:
+        self.label = label
+        self.path = path
+        self.before = self.scan()
+
+    def scan(self) -> dict[str, tuple[int, int]]:
+        from simml._paths import TMP_PREFIX
+        entries: dict[str, tuple[int, int]] = {}
+        try:
+            top = os.lstat(self.path)
+        except FileNotFoundError:
+            return entries
+        if not os.path.isdir(self.path):
+            return {self.path.name: (top.st_size, top.st_mtime_ns)}
+        for folder, dirs, files in os.walk(self.path):
+            rel_dir = os.path.relpath(folder, self.path)
+            prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+            dirs[:] = [d for d in dirs if not d.startswith(TMP_PREFIX)]
+            for name in dirs:
+                entries[f"{prefix}{name}/"] = (0, 0)  # a folder: only its existence counts
+            for name in files:
+                if name.startswith(TMP_PREFIX):
+                    continue
+                try:
+                    info = os.lstat(os.path.join(folder, name))
+                except FileNotFoundError:
+                    continue
+                entries[prefix + name] = (info.st_size, info.st_mtime_ns)
+        return entries
+
+    def changes(self) -> list[str]:
+        after = self.scan()
+        changed = [f"{name} (modified)" for name, stat in after.items()
+                   if name in self.before and self.before[name] != stat]
+        changed += [f"{name} (added)" for name in after if name not in self.before]
+        changed += [f"{name} (removed)" for name in self.before if name not in after]
+        return sorted(changed)
+
+
+class ResolvedReferences:
+    """The data references of one job: local paths by name, their environment variables
+    (Azure's ``AZUREML_DATAREFERENCE_<name>``), and the guards of the mounted ones."""
+
+    def __init__(self) -> None:
+        self.paths: dict[str, str] = {}
+        self.mounts: list[MountGuard] = []
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return {f"AZUREML_DATAREFERENCE_{name}": path for name, path in self.paths.items()}
+
+    def argument(self, value: Any) -> str:
+        if isinstance(value, dict) and "dataReference" in value:
+            return self.paths[value["dataReference"]["name"]]
+        text = str(value)
+        if "$AZUREML_DATAREFERENCE_" in text:  # str(reference) inside an argument, as Azure
+            for name, path in self.paths.items():
+                text = text.replace(f"$AZUREML_DATAREFERENCE_{name}", path)
+        return text
+
+    def check_mounts(self, log: Callable[[str], None], result: ExecutionResult
+                     ) -> ExecutionResult:
+        """Fail a run whose job changed a read-only mount (unless it was canceled)."""
+        import dataclasses
+        problems = []
+        for guard in self.mounts:
+            changed = guard.changes()
+            if changed:
+                shown = ", ".join(changed[:10]) + (
+                    f" and {len(changed) - 10} more" if len(changed) > 10 else "")
+                problems.append(f"the job wrote to read-only mount {guard.label}: {shown}")
+        if not problems or result.canceled:
+            return result
+        message = ("; ".join(problems) + ". A mounted data reference is read-only: write to "
+                   "./outputs, or use as_download() for a private copy.")
+        log(f"[running] {message}")
+        if result.error:
+            message += f"\n{result.error.get('message', '')}"
+        # The script's own exit code no longer decides the outcome: exit_code None marks a run
+        # that failed outside the script (ExecutionResult.succeeded needs exit code 0).
+        return dataclasses.replace(result, exit_code=None, error={
+            "code": "ReadOnlyMountWritten", "message": message})
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:

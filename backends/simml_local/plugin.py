@@ -24,6 +24,7 @@ from simml.settings import simml_home
 from simml_local.clock import LocalClock
 from simml_local.compute import LocalCompute
 from simml_local.datastores import LocalDatastores
+from simml_local.environments import LocalEnvironments
 from simml_local.execution import LocalExecution
 from simml_local.files import atomic_write_bytes
 from simml_local.registry import LocalModelRegistry
@@ -34,7 +35,8 @@ WORKSPACE_NAME = re.compile(r"^[a-zA-Z0-9][\w\-]{2,32}$")
 SEGMENT = re.compile(r"^[\w\-.()]{1,90}$")
 
 
-class LocalBackend(LocalModelRegistry, LocalDatastores, LocalClock, LocalExecution, LocalCompute):
+class LocalBackend(LocalModelRegistry, LocalDatastores, LocalClock, LocalExecution, LocalCompute,
+                   LocalEnvironments):
     """The embedded default backend."""
 
     def __init__(self, config: dict[str, Any] | None = None,

@@ -1,145 +1,24 @@
-"""The local runner: one detached process per submitted run.
+"""Launcher of the local runner: ``python -m simml_local.runner '<json spec>'``.
 
-It drives the run through the stage hooks and the pure state machine:
-NotStarted -> Starting -> Preparing -> Queued -> Running -> Finalizing -> Completed / Failed,
-or CancelRequested -> Canceled when a client asks (a flag in ``run_exec`` plus SIGUSR1). It is the
-only writer of the run's statuses while it lives; statuses carry the workspace clock's time.
-
-Started as ``python -m simml_local.runner '<json spec>'``: the first process forks and exits at
-once, so the runner is detached from the client (which may exit) and leaves no zombie.
+The process the client starts forks at once, before importing anything heavy, and exits: the
+client waits only for an interpreter start-up, and the forked runner belongs to nobody (the
+client may exit; no zombie is left). The runner then imports simml and drives the run
+(``simml_local.driver``).
 """
-
-from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import traceback
-from datetime import datetime, timezone
-from typing import Any
-
-from simml.entities import ExecutionResult, StageContext, WorkspaceRef
-from simml.plugins import Backend
-from simml.runstate import (
-    TERMINAL,
-    CancelRequested,
-    Canceled,
-    Completed,
-    ExecutionEnded,
-    Failed,
-    RunStateMachine,
-    RunStatus,
-    Stage,
-    StageStarted,
-    Submitted,
-)
-from simml_local.execution import RunCanceled, process_identity
-from simml_local.plugin import LocalBackend
-
-
-class Runner:
-    def __init__(self, backend: Backend, local: LocalBackend, spec: dict[str, Any]) -> None:
-        self.backend = backend
-        self.local = local
-        self.workspace = backend.workspace_get(WorkspaceRef(
-            name=spec["workspace"], subscription_id=spec["subscription_id"],
-            resource_group=spec["resource_group"]))
-        self.run_id: str = spec["run_id"]
-        self.store = local.store(self.workspace)
-        info = self.store.get_run(self.run_id)
-        self.machine = RunStateMachine(self.run_id, RunStatus(info.status))
-        self.context = StageContext(
-            workspace=self.workspace, run_id=self.run_id, experiment_name=info.experiment_name,
-            target=info.target, definition=info.definition or {},
-            snapshot_id=(info.definition or {}).get("snapshotId"))
-        self.log_path = local.driver_log_path(self.workspace, self.run_id)
-
-    def log(self, line: str) -> None:
-        with open(self.log_path, "a", encoding="utf-8") as handle:
-            handle.write(line.rstrip("\n") + "\n")
-
-    def transition(self, event: Any, error: dict[str, Any] | None = None) -> None:
-        for change in self.machine.handle(event, self.local.now(self.workspace)):
-            self.store.set_run_status(self.run_id, change.new.value, change.at, error)
-
-    def stage(self, name: str) -> None:
-        self.local.exec_update(self.workspace, self.run_id, stage=name)
-
-    def canceled(self) -> bool:
-        return self.local.cancel_requested(self.workspace, self.run_id)
-
-    def cancel(self) -> None:
-        if self.machine.status not in (RunStatus.CancelRequested, *TERMINAL):
-            self.transition(CancelRequested())
-        self.transition(Canceled())
-        self.log("Run canceled.")
-
-    def run(self) -> None:
-        identity = process_identity(os.getpid())
-        self.local.exec_update(self.workspace, self.run_id, runner_pid=os.getpid(),
-                               detail=json.dumps({"runner": identity}),
-                               heartbeat=datetime.now(timezone.utc).timestamp())
-        self.transition(Submitted())
-        if self.canceled():
-            return self.cancel()
-        self.stage("prepare")
-        self.transition(StageStarted(Stage.PREPARE))
-        environment = self.backend.stage_prepare(self.context, self.log)
-        if self.canceled():
-            return self.cancel()
-        self.stage("scale")
-        if self.context.target != "local":
-            self.transition(StageStarted(Stage.SCALE))
-        try:
-            allocation = self.backend.stage_scale(self.context, self.log)
-        except RunCanceled:
-            return self.cancel()
-        self.stage("execute")
-        self.transition(StageStarted(Stage.EXECUTE))
-        result = self.backend.stage_execute(self.context, environment, allocation, self.log)
-        if result.canceled:
-            self.transition(CancelRequested())
-        else:
-            self.transition(ExecutionEnded(success=result.succeeded, error=result.error))
-        self.stage("postprocess")
-        self.backend.stage_postprocess(self.context, result, self.log)
-        self.stage("done")
-        if result.canceled:
-            return self.cancel()
-        if result.succeeded:
-            self.log("The activity completed successfully. Finalizing run...")
-            self.transition(Completed())
-        else:
-            self.fail(result)
-
-    def fail(self, result: ExecutionResult) -> None:
-        error = result.error or {"code": "UserError", "message": "The run failed."}
-        self.log(f"Run failed: {error.get('message', '').splitlines()[0] if error else ''}")
-        self.transition(Failed(error), {"error": error})
 
 
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[1])
     if os.fork() > 0:
-        return 0  # the client's child exits; the grandchild below is the runner
+        return 0
     os.setsid()
-    local = LocalBackend(home=spec["home"])
-    backend = Backend.from_plugin(local, "local")
-    runner = Runner(backend, local, spec)
-    signal.signal(signal.SIGUSR1, lambda *_: None)  # wakes sleeps; the flag is in the store
-    try:
-        runner.run()
-    except Exception as exc:  # a stage blew up: the run fails with the traceback, never hangs
-        detail = traceback.format_exc()
-        runner.log(detail)
-        if runner.machine.status not in TERMINAL:
-            error = {"code": "SystemError", "message": f"{type(exc).__name__}: {exc}\n{detail}"}
-            runner.transition(Failed(error), {"error": error})
-        return 1
-    return 0
+    from simml_local.driver import drive
+    return drive(spec)
 
 
 if __name__ == "__main__":
-    code = main(sys.argv)
-    os._exit(code)
+    os._exit(main(sys.argv))

@@ -156,6 +156,17 @@ MIGRATIONS: tuple[str, ...] = (
         name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 4: registered environments, one row per version (backends/simml_local/environments.py)
+    """
+    CREATE TABLE environments (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        created_time REAL NOT NULL,
+        digest TEXT NOT NULL,
+        definition TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

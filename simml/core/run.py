@@ -259,7 +259,7 @@ class Run:
                 if status in TERMINAL:
                     break
                 time.sleep(delay)
-                delay = min(delay * 1.5, 0.25)
+                delay = min(delay * 1.5, 0.1)
         except KeyboardInterrupt as exc:
             raise ExperimentExecutionException(
                 "The output streaming for the run interrupted.\nBut the run is still executing "

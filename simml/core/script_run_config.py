@@ -41,6 +41,8 @@ class RunConfiguration:
 class ScriptRunConfig:
     """Azure's ``ScriptRunConfig`` (``compute_target=None`` means ``'local'``)."""
 
+    _inputs: tuple[Any, ...] = ()  # data references given outside the arguments (estimators)
+
     def __init__(self, source_directory: str | os.PathLike[str], script: str | None = None,
                  arguments: list[Any] | None = None, run_config: RunConfiguration | None = None,
                  _telemetry_values: Any = None, compute_target: Any = None,
@@ -94,18 +96,24 @@ class ScriptRunConfig:
                 f"The script {self.script!r} was not found in the source directory "
                 f"{self.source_directory!r}.")
         target = _target_name(self.run_config.target)
+        arguments = [_serialise_argument(a) for a in self.arguments]
+        references = _data_references(arguments, getattr(self, "_inputs", ()))
+        _check_data_references(experiment, references)
         if target != LOCAL_TARGET:
             workspace = experiment.workspace
             workspace._backend.compute_get(workspace._info, target)  # ComputeTargetException
-        return {
+        definition = {
             "script": script.as_posix(),
-            "arguments": [_serialise_argument(a) for a in self.arguments],
+            "arguments": arguments,
             "target": target,
             "environment": _environment_definition(self.run_config.environment),
             "maxRunDurationSeconds": self.run_config.max_run_duration_seconds,
             "nodeCount": self.run_config.node_count,
             "environmentVariables": dict(self.run_config.environment_variables),
         }
+        if references:
+            definition["dataReferences"] = references
+        return definition
 
 
 def _target_name(target: Any) -> str:
@@ -124,7 +132,10 @@ def _target_name(target: Any) -> str:
 
 def _serialise_argument(value: Any) -> Any:
     """Arguments become command-line strings in the job; data references resolve at run time."""
+    from simml.core.datastore import Datastore
     from simml.data.data_reference import DataReference
+    if isinstance(value, Datastore):  # Azure: a datastore stands for its default reference
+        value = value.as_mount()
     if isinstance(value, DataReference):
         return {"dataReference": value.to_config()}
     if isinstance(value, bool) or isinstance(value, (str, int, float)):
@@ -146,3 +157,59 @@ def _environment_definition(environment: Any) -> dict[str, Any]:
         return serialise()
     raise RunConfigurationException(
         f"environment must be a simml.core.Environment, not {type(environment).__name__}.")
+
+
+def _data_references(arguments: list[Any], inputs: Any) -> dict[str, Any]:
+    """Every data reference of a run by name: those in the arguments, then ``inputs``."""
+    from simml.core.datastore import Datastore
+    from simml.data.data_reference import DataReference
+    found: dict[str, Any] = {}
+    configs = [a["dataReference"] for a in arguments
+               if isinstance(a, dict) and "dataReference" in a]
+    for item in inputs or ():
+        if isinstance(item, Datastore):
+            item = item.as_mount()
+        if not isinstance(item, DataReference):
+            raise RunConfigurationException(
+                f"Type {type(item).__name__} is not supported for inputs: use data references "
+                "(datastore.path(...).as_mount() / .as_download()).")
+        configs.append(item.to_config())
+    for config in configs:
+        known = found.get(config["name"])
+        if known is not None and known != config:
+            raise RunConfigurationException(
+                f"Two different data references are named {config['name']!r}.")
+        found[config["name"]] = config
+    return found
+
+
+def _check_data_references(experiment: "Experiment", references: dict[str, Any]) -> None:
+    """Refuse, before anything is written, a reference the job could not be given.
+
+    ``as_upload()`` is not supported yet; a mounted or downloaded path must hold at least one
+    file in the datastore (blob semantics: a "folder" exists when a file is under it). The check
+    uses the backend's datastore listing; a backend without one leaves it to the job's start.
+    """
+    from simml._paths import safe_relpath
+    from simml.exceptions import BackendCapabilityException, NotFoundException
+    workspace = experiment.workspace
+    for config in references.values():
+        store = config["dataStoreName"]
+        path = safe_relpath(config.get("pathOnDataStore") or "", allow_empty=True,
+                            what="path_on_datastore")
+        if config.get("mode") == "upload":
+            raise RunConfigurationException(
+                f"Data reference {store}/{path} uses as_upload(), which simml does not support "
+                "yet: write to ./outputs (collected into the run) or upload from the script.")
+        workspace._backend.datastore_get(workspace._info, store)  # an unknown datastore raises
+        if not path:
+            continue  # the datastore itself always exists
+        try:
+            names = workspace._backend.datastore_list_files(workspace._info, store, path)
+        except BackendCapabilityException:
+            continue
+        if not any(n == path or n.startswith(path + "/") for n in names):
+            raise NotFoundException(
+                f"Data reference {store}/{path} ({config.get('mode', 'mount')}): the path does "
+                f"not exist in datastore {store!r}, so there is nothing to give the job. Upload "
+                f"it first (datastore.upload(src_dir, target_path={path!r})) or fix the path.")

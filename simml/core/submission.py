@@ -2,16 +2,22 @@
 
 The order matters for "bad input changes nothing": everything that can be checked is checked
 before the snapshot is taken, and the run record is created only once the snapshot exists.
+
+The snapshot honours ignore files as Azure does: in each folder of the source directory,
+``.amlignore`` if present, else ``.gitignore``, with gitignore semantics (``pathspec``); a deeper
+file's patterns win over a shallower one's, and an ignored folder is not descended (so nothing
+under it can be re-included, as in git). Azure's limits (300 MB, 2000 files) count only what is
+left after ignoring.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from simml._paths import collect_upload_items
-from simml.entities import RunCreate, RunSubmission
-from simml.exceptions import SnapshotException
+from simml._paths import TMP_PREFIX, _inside, safe_relpath
+from simml.entities import RunCreate, RunSubmission, UploadItem
+from simml.exceptions import NotFoundException, SnapshotException, UnsafePathException
 from simml.ids import IdFactory
 
 if TYPE_CHECKING:
@@ -23,9 +29,91 @@ SNAPSHOT_MAX_BYTES = 300 * 1024 * 1024
 SNAPSHOT_MAX_FILES = 2000
 
 
+IGNORE_FILES = (".amlignore", ".gitignore")
+
+
+def _ignore_spec(directory: str) -> Any:
+    """The gitignore spec of one folder: its ``.amlignore``, else its ``.gitignore``, else None."""
+    import pathspec
+    for name in IGNORE_FILES:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            try:
+                with open(path, encoding="utf-8", errors="replace") as handle:
+                    lines = handle.read().splitlines()
+            except OSError as exc:
+                raise SnapshotException(f"Cannot read the ignore file {path!r}: {exc}.") from exc
+            return pathspec.GitIgnoreSpec.from_lines(lines)
+    return None
+
+
+def _ignored(specs: list[tuple[str, Any]], rel: str, is_dir: bool) -> bool:
+    """git's rule: the last matching pattern wins, deeper ignore files after shallower ones."""
+    verdict = False
+    for base, spec in specs:
+        local = rel[len(base) + 1:] if base else rel
+        result = spec.check_file(local + "/" if is_dir else local)
+        if result.include is not None:
+            verdict = bool(result.include)
+    return verdict
+
+
+def collect_snapshot_files(source_directory: str) -> list[UploadItem]:
+    """The files of a source folder that a snapshot holds, sorted by relative path.
+
+    Ignored files and folders (``.amlignore`` / ``.gitignore``, see the module doc) are skipped
+    without being looked at, so an ignored ``.venv`` full of links never matters. Otherwise the
+    rules of ``Datastore.upload`` apply: a symlinked file is followed when it resolves inside the
+    source folder and refused (``UnsafePathException``) when it points outside; a dangling link is
+    a ``NotFoundException``; symlinked folders, sockets, FIFOs and simml temporaries are skipped.
+    """
+    base = source_directory.rstrip("/\\") or source_directory
+    real_base = os.path.realpath(base)
+    found: list[tuple[str, str]] = []
+
+    def walk(directory: str, rel_dir: str, specs: list[tuple[str, Any]]) -> None:
+        spec = _ignore_spec(directory)
+        if spec is not None:
+            specs = [*specs, (rel_dir, spec)]
+        with os.scandir(directory) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            if entry.name.startswith(TMP_PREFIX):
+                continue
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                if not (specs and _ignored(specs, rel, True)):
+                    walk(entry.path, rel, specs)
+                continue
+            if specs and _ignored(specs, rel, False):
+                continue
+            if entry.is_symlink():
+                real = os.path.realpath(entry.path)
+                if not os.path.exists(real):
+                    raise NotFoundException(
+                        f"Source file {entry.path!r} is a dangling symlink; remove it or list it "
+                        "in .amlignore.")
+                if os.path.isdir(real):
+                    continue
+                if not _inside(real, real_base):
+                    raise UnsafePathException(
+                        f"Source file {entry.path!r} is a symlink to {real!r}, outside the source "
+                        "directory; copy the file in or list the link in .amlignore.")
+                if os.path.isfile(real):
+                    found.append((entry.path, rel))
+            elif entry.is_file(follow_symlinks=False):
+                found.append((entry.path, rel))
+
+    walk(base, "", [])
+    found.sort(key=lambda item: item[1])
+    return [UploadItem(source=source, target=rel if "\\" not in rel
+                       else safe_relpath(rel, what="target")) for source, rel in found]
+
+
 def snapshot_items(source_directory: str) -> tuple:
-    """The files of a source folder as upload items, within Azure's snapshot limits."""
-    items = tuple(collect_upload_items(source_directory, None))
+    """The files of a source folder as upload items (ignore files honoured), within Azure's
+    snapshot limits."""
+    items = tuple(collect_snapshot_files(source_directory))
     if len(items) > SNAPSHOT_MAX_FILES:
         raise SnapshotException(
             f"The source directory {source_directory!r} holds {len(items)} files; a snapshot may "

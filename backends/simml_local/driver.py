@@ -1,0 +1,139 @@
+"""The local runner's driver: what the detached runner process does for one submitted run.
+
+It drives the run through the stage hooks and the pure state machine:
+NotStarted -> Starting -> Preparing -> Queued -> Running -> Finalizing -> Completed / Failed,
+or CancelRequested -> Canceled when a client asks (a flag in ``run_exec`` plus SIGUSR1). It is the
+only writer of the run's statuses while it lives; statuses carry the workspace clock's time.
+(``simml_local.runner`` is the tiny launcher that starts it detached.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import traceback
+from datetime import datetime, timezone
+from typing import Any
+
+from simml.entities import ExecutionResult, StageContext, WorkspaceRef
+from simml.exceptions import AzureMLException
+from simml.plugins import Backend
+from simml.runstate import (
+    TERMINAL,
+    CancelRequested,
+    Canceled,
+    Completed,
+    ExecutionEnded,
+    Failed,
+    RunStateMachine,
+    RunStatus,
+    Stage,
+    StageStarted,
+    Submitted,
+)
+from simml_local.execution import RunCanceled, process_identity
+from simml_local.plugin import LocalBackend
+
+
+class Runner:
+    def __init__(self, backend: Backend, local: LocalBackend, spec: dict[str, Any]) -> None:
+        self.backend = backend
+        self.local = local
+        self.workspace = backend.workspace_get(WorkspaceRef(
+            name=spec["workspace"], subscription_id=spec["subscription_id"],
+            resource_group=spec["resource_group"]))
+        self.run_id: str = spec["run_id"]
+        self.store = local.store(self.workspace)
+        info = self.store.get_run(self.run_id)
+        self.machine = RunStateMachine(self.run_id, RunStatus(info.status))
+        self.context = StageContext(
+            workspace=self.workspace, run_id=self.run_id, experiment_name=info.experiment_name,
+            target=info.target, definition=info.definition or {},
+            snapshot_id=(info.definition or {}).get("snapshotId"))
+        self.log_path = local.driver_log_path(self.workspace, self.run_id)
+
+    def log(self, line: str) -> None:
+        with open(self.log_path, "a", encoding="utf-8") as handle:
+            handle.write(line.rstrip("\n") + "\n")
+
+    def transition(self, event: Any, error: dict[str, Any] | None = None) -> None:
+        for change in self.machine.handle(event, self.local.now(self.workspace)):
+            self.store.set_run_status(self.run_id, change.new.value, change.at, error)
+
+    def stage(self, name: str) -> None:
+        self.local.exec_update(self.workspace, self.run_id, stage=name)
+
+    def canceled(self) -> bool:
+        return self.local.cancel_requested(self.workspace, self.run_id)
+
+    def cancel(self) -> None:
+        if self.machine.status not in (RunStatus.CancelRequested, *TERMINAL):
+            self.transition(CancelRequested())
+        self.transition(Canceled())
+        self.log("Run canceled.")
+
+    def run(self) -> None:
+        identity = process_identity(os.getpid())
+        self.local.exec_update(self.workspace, self.run_id, runner_pid=os.getpid(),
+                               detail=json.dumps({"runner": identity}),
+                               heartbeat=datetime.now(timezone.utc).timestamp())
+        self.transition(Submitted())
+        if self.canceled():
+            return self.cancel()
+        self.stage("prepare")
+        self.transition(StageStarted(Stage.PREPARE))
+        environment = self.backend.stage_prepare(self.context, self.log)
+        if self.canceled():
+            return self.cancel()
+        self.stage("scale")
+        if self.context.target != "local":
+            self.transition(StageStarted(Stage.SCALE))
+        try:
+            allocation = self.backend.stage_scale(self.context, self.log)
+        except RunCanceled:
+            return self.cancel()
+        self.stage("execute")
+        self.transition(StageStarted(Stage.EXECUTE))
+        result = self.backend.stage_execute(self.context, environment, allocation, self.log)
+        if result.canceled:
+            self.transition(CancelRequested())
+        else:
+            self.transition(ExecutionEnded(success=result.succeeded, error=result.error))
+        self.stage("postprocess")
+        self.backend.stage_postprocess(self.context, result, self.log)
+        self.stage("done")
+        if result.canceled:
+            return self.cancel()
+        if result.succeeded:
+            self.log("The activity completed successfully. Finalizing run...")
+            self.transition(Completed())
+        else:
+            self.fail(result)
+
+    def fail(self, result: ExecutionResult) -> None:
+        error = result.error or {"code": "UserError", "message": "The run failed."}
+        self.log(f"Run failed: {error.get('message', '').splitlines()[0] if error else ''}")
+        self.transition(Failed(error), {"error": error})
+
+
+def drive(spec: dict[str, Any]) -> int:
+    """Run one submitted run to a terminal status; a stage that blows up fails the run."""
+    local = LocalBackend(home=spec["home"])
+    backend = Backend.from_plugin(local, "local")
+    runner = Runner(backend, local, spec)
+    signal.signal(signal.SIGUSR1, lambda *_: None)  # wakes sleeps; the flag is in the store
+    try:
+        runner.run()
+    except Exception as exc:
+        detail = traceback.format_exc()
+        if isinstance(exc, AzureMLException):  # an expected failure (a build, a bad reference)
+            error = {"code": "UserError", "message": f"{type(exc).__name__}: {exc.message}"}
+            runner.log(error["message"])
+        else:  # a bug: keep the traceback
+            error = {"code": "SystemError", "message": f"{type(exc).__name__}: {exc}\n{detail}"}
+            runner.log(detail)
+        if runner.machine.status not in TERMINAL:
+            runner.transition(Failed(error), {"error": error})
+        return 1
+    return 0
