@@ -66,10 +66,6 @@ def _inside(resolved: str, base: str) -> bool:
     return resolved == base or resolved.startswith(base if base.endswith(os.sep) else base + os.sep)
 
 
-def _inside(resolved: str, base: str) -> bool:
-    return resolved == base or resolved.startswith(base if base.endswith(os.sep) else base + os.sep)
-
-
 def _join_target(target_path: str, rel: str) -> str:
     return f"{target_path}/{rel}" if target_path else rel
 

@@ -276,6 +276,16 @@ class ComputeStatus:
     queued_runs: int = 0
     errors: tuple[str, ...] = ()
     allocation_state_transition_time: datetime | None = None
+    next_change_time: datetime | None = None
+    """When the cluster will next change on its own (a node ready, an idle timeout), if known:
+    waiters sleep until then instead of polling."""
+
+
+@dataclass(frozen=True)
+class ComputeNode:
+    node_id: str
+    state: str
+    run_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         StageContext,
         ClockState,
         ComputeInfo,
+        ComputeNode,
         ComputeStatus,
         DatastoreInfo,
         EnvironmentInfo,
@@ -272,6 +273,21 @@ def simml_compute_status(workspace: WorkspaceInfo, name: str) -> ComputeStatus |
 
 
 @hookspec(firstresult=True)
+def simml_compute_update(workspace: WorkspaceInfo, name: str, min_nodes: int | None,
+                         max_nodes: int | None, idle_seconds_before_scaledown: int | None
+                         ) -> ComputeInfo | None:
+    """Change an AmlCompute cluster's scale settings (None keeps a setting).
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_compute_nodes(workspace: WorkspaceInfo, name: str) -> list[ComputeNode] | None:
+    """The cluster's nodes now: id, state, and the run on each. Stops at first non-None result."""
+
+
+@hookspec(firstresult=True)
 def simml_compute_delete(workspace: WorkspaceInfo, name: str) -> bool | None:
     """Delete a compute target. Stops at first non-None result."""
 
@@ -282,6 +298,11 @@ def simml_compute_delete(workspace: WorkspaceInfo, name: str) -> bool | None:
 def simml_environment_register(workspace: WorkspaceInfo, name: str, definition: dict[str, Any]
                                ) -> EnvironmentInfo | None:
     """Register a new environment version (``"1"``, ``"2"``, ...). Stops at first non-None result."""
+
+
+@hookspec(firstresult=True)
+def simml_environment_list(workspace: WorkspaceInfo) -> list[EnvironmentInfo] | None:
+    """The latest version of every registered environment. Stops at first non-None result."""
 
 
 @hookspec(firstresult=True)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         StageContext,
         ClockState,
         ComputeInfo,
+        ComputeNode,
         ComputeStatus,
         DatastoreInfo,
         EnvironmentInfo,
@@ -214,6 +215,16 @@ class Backend:
     def compute_status(self, workspace: WorkspaceInfo, name: str) -> ComputeStatus:
         return self._call("simml_compute_status", workspace=workspace, name=name)
 
+    def compute_update(self, workspace: WorkspaceInfo, name: str, *, min_nodes: int | None = None,
+                       max_nodes: int | None = None,
+                       idle_seconds_before_scaledown: int | None = None) -> ComputeInfo:
+        return self._call("simml_compute_update", workspace=workspace, name=name,
+                          min_nodes=min_nodes, max_nodes=max_nodes,
+                          idle_seconds_before_scaledown=idle_seconds_before_scaledown)
+
+    def compute_nodes(self, workspace: WorkspaceInfo, name: str) -> list[ComputeNode]:
+        return self._call("simml_compute_nodes", workspace=workspace, name=name)
+
     def compute_delete(self, workspace: WorkspaceInfo, name: str) -> bool:
         return self._call("simml_compute_delete", workspace=workspace, name=name)
 
@@ -222,6 +233,9 @@ class Backend:
                              ) -> EnvironmentInfo:
         return self._call("simml_environment_register", workspace=workspace, name=name,
                           definition=definition)
+
+    def environment_list(self, workspace: WorkspaceInfo) -> list[EnvironmentInfo]:
+        return self._call("simml_environment_list", workspace=workspace)
 
     def environment_get(self, workspace: WorkspaceInfo, name: str, version: str | None
                         ) -> EnvironmentInfo:

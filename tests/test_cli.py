@@ -318,10 +318,12 @@ def test_run_download_unknown_prefix_is_not_found(ws, tmp_path: Path) -> None:
 @pytest.mark.parametrize("prefix", ["../x", "outputs/../../x", "/etc", "..\\x"])
 def test_run_download_traversal_is_refused(ws, tmp_path: Path, prefix: str) -> None:
     run = make_run(ws, files={"outputs/model.txt": b"model"})
-    before = files_under(tmp_path.parent)
+    # This test's own folder, and where a '../x' escape would land (tmp_path.parent is shared
+    # with other tests, whose leftovers may change it meanwhile).
+    before = files_under(tmp_path), (tmp_path.parent / "x").exists()
     result = invoke(*WS, "run", "download", run.id, "--prefix", prefix, "--output", "dl")
     assert_one_error_line(result, EXIT_INVALID, "prefix")
-    assert files_under(tmp_path.parent) == before
+    assert (files_under(tmp_path), (tmp_path.parent / "x").exists()) == before
 
 
 @pytest.mark.parametrize("command", [["run", "show"], ["run", "metrics"], ["run", "logs"],

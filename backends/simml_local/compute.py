@@ -70,7 +70,7 @@ from simml.core.compute.cluster import (
     next_change,
 )
 from simml.core.compute.vm_sizes import effective_resources, find_vm_size
-from simml.entities import ComputeInfo, ComputeStatus, WorkspaceInfo
+from simml.entities import ComputeInfo, ComputeNode, ComputeStatus, WorkspaceInfo
 from simml.exceptions import ComputeTargetException, UserErrorException
 from simml.plugins import hookimpl
 from simml_local.store import write_transaction
@@ -292,7 +292,8 @@ class LocalCompute:
             created_time=state.creation_time, properties=properties)
 
     @staticmethod
-    def _compute_status_of(state: ClusterState) -> ComputeStatus:
+    def _compute_status_of(state: ClusterState, next_change: datetime | None = None
+                           ) -> ComputeStatus:
         return ComputeStatus(
             provisioning_state=state.provisioning_state,
             allocation_state=state.allocation_state,
@@ -303,7 +304,8 @@ class LocalCompute:
             preparing_node_count=state.preparing_node_count,
             leaving_node_count=state.leaving_node_count,
             queued_runs=len(state.queue),
-            allocation_state_transition_time=state.allocation_state_transition_time)
+            allocation_state_transition_time=state.allocation_state_transition_time,
+            next_change_time=next_change)
 
     # --- hooks ---------------------------------------------------------------------------------
     @hookimpl
@@ -382,7 +384,19 @@ class LocalCompute:
     @hookimpl
     def simml_compute_status(self, workspace: WorkspaceInfo, name: str) -> ComputeStatus:
         _, state = self._compute_state_of(workspace, name)
-        return self._compute_status_of(state)
+        return self._compute_status_of(state, self.compute_next_change(workspace, name))
+
+    @hookimpl
+    def simml_compute_nodes(self, workspace: WorkspaceInfo, name: str) -> list[ComputeNode]:
+        return [ComputeNode(node.node_id, node.state, node.job_id)
+                for node in self.compute_state(workspace, name).nodes]
+
+    @hookimpl
+    def simml_compute_update(self, workspace: WorkspaceInfo, name: str, min_nodes: int | None,
+                             max_nodes: int | None, idle_seconds_before_scaledown: int | None
+                             ) -> ComputeInfo:
+        return self.compute_update(workspace, name, min_nodes=min_nodes, max_nodes=max_nodes,
+                                   idle_seconds_before_scaledown=idle_seconds_before_scaledown)
 
     @hookimpl
     def simml_compute_delete(self, workspace: WorkspaceInfo, name: str) -> bool:

@@ -175,7 +175,8 @@ class LocalEnvironments:
                 f"Environment {name!r} is not registered in workspace {workspace.name!r}.")
         return EnvironmentInfo(name, str(row[0]), json.loads(row[1]))
 
-    def environment_list(self, workspace: WorkspaceInfo) -> list[EnvironmentInfo]:
+    @hookimpl
+    def simml_environment_list(self, workspace: WorkspaceInfo) -> list[EnvironmentInfo]:
         """The latest version of every environment, by name (``Environment.list``)."""
         con = self.store(workspace).connection()
         rows = con.execute(

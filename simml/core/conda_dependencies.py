@@ -385,7 +385,6 @@ def parse_conda_yaml(text: str, path: str | None = None) -> dict[str, Any]:
     position = 0
 
     def block(indent: int) -> Any:
-        nonlocal position
         first_line, first_indent, content = lines[position]
         if content == "-" or content.startswith("- "):
             return sequence(first_indent)

@@ -219,15 +219,7 @@ class Environment:
     @staticmethod
     def list(workspace: "Workspace") -> dict[str, "Environment"]:
         """The latest version of every registered environment, by name."""
-        infos = None
-        for plugin in workspace._backend.manager.get_plugins():
-            lister = getattr(plugin, "environment_list", None)
-            if callable(lister):
-                infos = lister(workspace._info)
-                break
-        if infos is None:
-            from simml.exceptions import BackendCapabilityException
-            raise BackendCapabilityException("environment_list", workspace._backend.name)
+        infos = workspace._backend.environment_list(workspace._info)
         out: dict[str, Environment] = {}
         for info in infos:
             env = Environment._from_definition(info.definition, name=info.name,

@@ -21,7 +21,7 @@ from simml.entities import (
     WorkspaceInfo,
     WorkspaceRef,
 )
-from simml.exceptions import UserErrorException, WorkspaceException
+from simml.exceptions import UserErrorException
 from simml.plugins import Backend, load_backend
 from simml.settings import backend_name, find_config_file, read_config
 

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from simml.core.compute.compute import (
     ComputeTarget,
     _parse_time,
-    _require_backend_method,
     _SimulatedWait,
 )
 from simml.entities import ComputeInfo, ComputeStatus
@@ -456,20 +455,19 @@ class AmlCompute(ComputeTarget):
             if value is not None and (not _is_int(value) or value < 0):
                 raise ComputeTargetException(
                     f"Invalid {label} {value!r}: must be an integer >= 0.")
-        update = _require_backend_method(self.workspace, "compute_update")
-        update(self.workspace._info, self.name, min_nodes=min_nodes, max_nodes=max_nodes,
-               idle_seconds_before_scaledown=idle_seconds_before_scaledown)
+        self.workspace._backend.compute_update(
+            self.workspace._info, self.name, min_nodes=min_nodes, max_nodes=max_nodes,
+            idle_seconds_before_scaledown=idle_seconds_before_scaledown)
         self.refresh_state()
         self._operation_endpoint = f"simml://computes/{self.name}/update"
 
     def list_nodes(self) -> list[dict[str, Any]]:
         """The cluster's nodes: id, state, the run on it, and a (simulated) address."""
-        state = _require_backend_method(self.workspace, "compute_state")(
-            self.workspace._info, self.name)
+        nodes = self.workspace._backend.compute_nodes(self.workspace._info, self.name)
         return [{"nodeId": node.node_id, "privateIpAddress": "127.0.0.1",
                  "publicIpAddress": None, "port": 50000 + index,
-                 "nodeState": node.state, "runId": node.job_id}
-                for index, node in enumerate(state.nodes)]
+                 "nodeState": node.state, "runId": node.run_id}
+                for index, node in enumerate(nodes)]
 
     def get_active_runs(self, type: str | None = None, tags: Any = None, properties: Any = None,
                         status: str | None = None) -> list[Any]:

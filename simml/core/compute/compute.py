@@ -15,11 +15,11 @@ from __future__ import annotations
 import sys
 import time
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from simml.clock import clock_now
 from simml.entities import ComputeInfo
-from simml.exceptions import BackendCapabilityException, ComputeTargetException, UserErrorException
+from simml.exceptions import ComputeTargetException, UserErrorException
 
 if TYPE_CHECKING:
     from simml.core.workspace import Workspace
@@ -32,22 +32,6 @@ MAX_POLL_SECONDS = 1.0
 TICK_SECONDS = 5.0
 """Azure polls every 5 s and prints a dot each time; simml prints a dot per 5 simulated seconds."""
 MAX_DOTS_PER_POLL = 20
-
-
-def _backend_method(workspace: "Workspace", method: str) -> Callable[..., Any] | None:
-    """A non-hook method of the workspace's backend plug-in (e.g. ``compute_next_change``)."""
-    for plugin in workspace._backend.manager.get_plugins():
-        found = getattr(plugin, method, None)
-        if callable(found):
-            return found
-    return None
-
-
-def _require_backend_method(workspace: "Workspace", method: str) -> Callable[..., Any]:
-    found = _backend_method(workspace, method)
-    if found is None:
-        raise BackendCapabilityException(method, workspace._backend.name)
-    return found
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -239,11 +223,9 @@ class ComputeTarget:
 
     # --- waiting (shared with AmlCompute) ------------------------------------------------------
     def _next_change(self) -> datetime | None:
-        helper = _backend_method(self.workspace, "compute_next_change")
-        if helper is None:
-            return None
         try:
-            return helper(self.workspace._info, self.name)
+            return self.workspace._backend.compute_status(self.workspace._info,
+                                                          self.name).next_change_time
         except ComputeTargetException:
             return None
 
