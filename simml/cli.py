@@ -167,8 +167,8 @@ def emit_json(doc: Any) -> None:
 
 def _is_tty() -> bool:
     try:
-        return click.get_text_stream("stdout").isatty()
-    except Exception:  # noqa: BLE001
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stdout
         return False
 
 

@@ -8,6 +8,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# CI explores the same Hypothesis examples every time (a red CI is then reproducible); local runs
+# keep exploring new ones.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    _hypothesis_settings.load_profile("ci")
+
 
 @pytest.fixture(autouse=True)
 def _hermetic(simml_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
