@@ -1,6 +1,8 @@
-"""The local runner's driver: what the detached runner process does for one submitted run.
+"""The local runner's driver: the detached runner process of a workspace.
 
-It drives the run through the stage hooks and the pure state machine:
+One runner per workspace holds the ``runner`` lease (renewed every loop) and drives every
+submitted run in a thread of its own; it exits after a few idle seconds, releasing the lease only
+when nothing is pending, and the next submit starts a new one. Each run's thread drives the run through the stage hooks and the pure state machine:
 NotStarted -> Starting -> Preparing -> Queued -> Running -> Finalizing -> Completed / Failed,
 or CancelRequested -> Canceled when a client asks (a flag in ``run_exec`` plus SIGUSR1). It is the
 only writer of the run's statuses while it lives; statuses carry the workspace clock's time.
@@ -9,11 +11,11 @@ only writer of the run's statuses while it lives; statuses carry the workspace c
 
 from __future__ import annotations
 
-import json
 import os
 import signal
+import threading
+import time
 import traceback
-from datetime import datetime, timezone
 from typing import Any
 
 from simml.entities import ExecutionResult, StageContext, WorkspaceRef
@@ -36,14 +38,17 @@ from simml_local.execution import RunCanceled, process_identity
 from simml_local.plugin import LocalBackend
 
 
+IDLE_EXIT_SECONDS = 5.0
+LOOP_SECONDS = 0.05
+
+
 class Runner:
-    def __init__(self, backend: Backend, local: LocalBackend, spec: dict[str, Any]) -> None:
+    def __init__(self, backend: Backend, local: LocalBackend, workspace: Any, run_id: str
+                 ) -> None:
         self.backend = backend
         self.local = local
-        self.workspace = backend.workspace_get(WorkspaceRef(
-            name=spec["workspace"], subscription_id=spec["subscription_id"],
-            resource_group=spec["resource_group"]))
-        self.run_id: str = spec["run_id"]
+        self.workspace = workspace
+        self.run_id = run_id
         self.store = local.store(self.workspace)
         info = self.store.get_run(self.run_id)
         self.machine = RunStateMachine(self.run_id, RunStatus(info.status))
@@ -74,10 +79,6 @@ class Runner:
         self.log("Run canceled.")
 
     def run(self) -> None:
-        identity = process_identity(os.getpid())
-        self.local.exec_update(self.workspace, self.run_id, runner_pid=os.getpid(),
-                               detail=json.dumps({"runner": identity}),
-                               heartbeat=datetime.now(timezone.utc).timestamp())
         self.transition(Submitted())
         if self.canceled():
             return self.cancel()
@@ -117,12 +118,9 @@ class Runner:
         self.transition(Failed(error), {"error": error})
 
 
-def drive(spec: dict[str, Any]) -> int:
+def drive(backend: Backend, local: LocalBackend, workspace: Any, run_id: str) -> None:
     """Run one submitted run to a terminal status; a stage that blows up fails the run."""
-    local = LocalBackend(home=spec["home"])
-    backend = Backend.from_plugin(local, "local")
-    runner = Runner(backend, local, spec)
-    signal.signal(signal.SIGUSR1, lambda *_: None)  # wakes sleeps; the flag is in the store
+    runner = Runner(backend, local, workspace, run_id)
     try:
         runner.run()
     except Exception as exc:
@@ -135,5 +133,34 @@ def drive(spec: dict[str, Any]) -> int:
             runner.log(detail)
         if runner.machine.status not in TERMINAL:
             runner.transition(Failed(error), {"error": error})
-        return 1
-    return 0
+
+
+def serve(spec: dict[str, Any]) -> int:
+    """Hold the workspace's runner lease and drive submitted runs until idle."""
+    local = LocalBackend(home=spec["home"])
+    backend = Backend.from_plugin(local, "local")
+    workspace = backend.workspace_get(WorkspaceRef(
+        name=spec["workspace"], subscription_id=spec["subscription_id"],
+        resource_group=spec["resource_group"]))
+    identity = process_identity(os.getpid())
+    if identity is None or not local.runner_lease(workspace, identity):
+        return 0  # another runner serves this workspace; it picks the run up
+    wake = threading.Event()
+    signal.signal(signal.SIGUSR1, lambda *_: wake.set())  # a submit or a cancel
+    threads: dict[str, threading.Thread] = {}
+    idle_since = time.monotonic()
+    while True:
+        for run_id in local.runner_claim(workspace, identity):
+            thread = threading.Thread(target=drive, args=(backend, local, workspace, run_id),
+                                      name=f"run-{run_id}")
+            thread.start()
+            threads[run_id] = thread
+        threads = {run_id: t for run_id, t in threads.items() if t.is_alive()}
+        if threads:
+            idle_since = time.monotonic()
+        elif (time.monotonic() - idle_since > IDLE_EXIT_SECONDS
+              and local.runner_release(workspace, identity)):
+            return 0
+        local.runner_lease(workspace, identity)
+        wake.wait(LOOP_SECONDS)
+        wake.clear()

@@ -47,6 +47,8 @@ DRIVER_LOG = "azureml-logs/70_driver_log.txt"
 STD_LOG = "user_logs/std_log.txt"
 TERMINAL = ("Completed", "Failed", "Canceled")
 HEARTBEAT_SECONDS = 1.0
+LEASE_SECONDS = 10.0
+"""A runner renews its workspace lease well within this; a dead runner's lease lapses."""
 DEAD_AFTER_SECONDS = 10.0
 POLL_SECONDS = 0.05
 
@@ -123,18 +125,27 @@ class LocalExecution:
         log_path.touch()
         store = self.store(workspace)
         store.register_file(submission.run_id, DRIVER_LOG)
-        con = store.connection()
-        with write_transaction(con):
-            con.execute("INSERT INTO run_exec (run_id, stage, heartbeat) "
-                        "VALUES (?, 'submitted', ?)", (submission.run_id, time.time()))
-        spec = json.dumps({"home": str(self.home), "subscription_id": workspace.subscription_id,
-                           "resource_group": workspace.resource_group,
-                           "workspace": workspace.name, "run_id": submission.run_id})
         if submission.target != "local":
             # The queue position is taken at submit, so runs start in submission order whatever
             # order their runners come up in.
             self.compute_queue_job(workspace, submission.target, submission.run_id)
-        with open(run_dir / "runner.log", "ab") as runner_log:
+        con = store.connection()
+        with write_transaction(con):  # the runner releases its lease only with nothing pending
+            con.execute("INSERT INTO run_exec (run_id, stage, heartbeat) "
+                        "VALUES (?, 'submitted', ?)", (submission.run_id, time.time()))
+            holder = self.runner_holder(con)
+        if holder is not None:  # the workspace's runner picks the run up; wake it
+            try:
+                os.kill(int(holder.split(":")[0]), signal.SIGUSR1)
+                return RunHandle(submission.run_id, "local")
+            except ProcessLookupError:
+                pass
+        spec = json.dumps({"home": str(self.home), "subscription_id": workspace.subscription_id,
+                           "resource_group": workspace.resource_group,
+                           "workspace": workspace.name})
+        runners = self.root(workspace) / "runs"
+        runners.mkdir(parents=True, exist_ok=True)
+        with open(runners / "runner.log", "ab") as runner_log:
             # The launcher forks the runner and exits at once; the runner is nobody's child (the
             # client may exit). A daemon thread reaps the launcher, so submit does not wait.
             launcher = subprocess.Popen(
@@ -441,11 +452,53 @@ class LocalExecution:
         return env
 
     def heartbeat(self, workspace: WorkspaceInfo, run_id: str) -> None:
-        last = getattr(self, "_last_heartbeat", 0.0)
+        beats = self.__dict__.setdefault("_heartbeats", {})  # one runner drives many runs
         now = time.time()
-        if now - last >= HEARTBEAT_SECONDS:
+        if now - beats.get(run_id, 0.0) >= HEARTBEAT_SECONDS:
             self.exec_update(workspace, run_id, heartbeat=now)
-            self._last_heartbeat = now
+            beats[run_id] = now
+
+    # --- the runner lease: one runner process per workspace drives every submitted run ---------
+    def runner_holder(self, con: Any) -> str | None:
+        """The identity of the live runner holding the workspace's lease, if any."""
+        row = con.execute("SELECT holder, expires FROM leases WHERE name = 'runner'").fetchone()
+        if row is None or row[1] < time.time():
+            return None
+        holder = row[0]
+        return holder if process_identity(int(holder.split(":")[0])) == holder else None
+
+    def runner_lease(self, workspace: WorkspaceInfo, identity: str) -> bool:
+        """Take or renew the lease; False when another live runner holds it."""
+        con = self.store(workspace).connection()
+        with write_transaction(con):
+            holder = self.runner_holder(con)
+            if holder not in (None, identity):
+                return False
+            con.execute("INSERT OR REPLACE INTO leases VALUES ('runner', ?, ?)",
+                        (identity, time.time() + LEASE_SECONDS))
+        return True
+
+    def runner_claim(self, workspace: WorkspaceInfo, identity: str) -> list[str]:
+        """Submitted runs this runner now owns, in submission order."""
+        con = self.store(workspace).connection()
+        with write_transaction(con):
+            # heartbeat holds the submit time until a runner claims the run
+            run_ids = [r[0] for r in con.execute(
+                "SELECT run_id FROM run_exec WHERE stage = 'submitted' ORDER BY heartbeat, run_id")]
+            con.executemany(
+                "UPDATE run_exec SET stage = 'claimed', runner_pid = ?, detail = ?, heartbeat = ? "
+                "WHERE run_id = ?", [(int(identity.split(":")[0]), json.dumps({"runner": identity}),
+                                      time.time(), run_id) for run_id in run_ids])
+        return run_ids
+
+    def runner_release(self, workspace: WorkspaceInfo, identity: str) -> bool:
+        """Give the lease up, unless a run was submitted meanwhile (then keep serving)."""
+        con = self.store(workspace).connection()
+        with write_transaction(con):
+            if con.execute("SELECT 1 FROM run_exec WHERE stage = 'submitted' LIMIT 1").fetchone():
+                return False
+            con.execute("DELETE FROM leases WHERE name = 'runner' AND holder = ?", (identity,))
+        return True
 
     @hookimpl(trylast=True)
     def simml_stage_postprocess(self, context: StageContext, result: ExecutionResult,

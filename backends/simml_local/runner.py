@@ -1,9 +1,8 @@
 """Launcher of the local runner: ``python -m simml_local.runner '<json spec>'``.
 
-The process the client starts forks at once, before importing anything heavy, and exits: the
-client waits only for an interpreter start-up, and the forked runner belongs to nobody (the
-client may exit; no zombie is left). The runner then imports simml and drives the run
-(``simml_local.driver``).
+The process the client starts forks at once, before importing anything heavy, and exits, so the
+forked runner belongs to nobody (the client may exit; no zombie is left). The runner then imports
+simml and serves the workspace's submitted runs (``simml_local.driver``).
 """
 
 import json
@@ -16,8 +15,8 @@ def main(argv: list[str]) -> int:
     if os.fork() > 0:
         return 0
     os.setsid()
-    from simml_local.driver import drive
-    return drive(spec)
+    from simml_local.driver import serve
+    return serve(spec)
 
 
 if __name__ == "__main__":
