@@ -38,7 +38,8 @@ from simml_local.execution import RunCanceled, process_identity
 from simml_local.plugin import LocalBackend
 
 
-IDLE_EXIT_SECONDS = 5.0
+IDLE_EXIT_SECONDS = 60.0
+"""An idle runner lingers this long so the next submission starts at once (like a warm node)."""
 LOOP_SECONDS = 0.05
 
 

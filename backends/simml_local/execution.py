@@ -47,6 +47,7 @@ DRIVER_LOG = "azureml-logs/70_driver_log.txt"
 STD_LOG = "user_logs/std_log.txt"
 TERMINAL = ("Completed", "Failed", "Canceled")
 HEARTBEAT_SECONDS = 1.0
+MAX_WAIT_SECONDS = 0.5
 LEASE_SECONDS = 10.0
 """A runner renews its workspace lease well within this; a dead runner's lease lapses."""
 DEAD_AFTER_SECONDS = 10.0
@@ -267,19 +268,38 @@ class LocalExecution:
                 log(f"[scaling] {run_id} got node {assignment.node_id}")
                 return Allocation(name, assignment.node_id, cores, memory)
             if self.cancel_requested(workspace, run_id):
-                self.compute_cancel_job(workspace, name, run_id)
+                self._release_nodes(workspace, name, run_id, canceled=True)
                 raise RunCanceled()
             self.heartbeat(workspace, run_id)
-            time.sleep(self._wait_seconds(workspace, name))
+            with self.nodes_released:
+                self.nodes_released.wait(self._wait_seconds(workspace, name))
+
+    @property
+    def nodes_released(self) -> threading.Condition:
+        """Notified when a run of this runner frees its node, so queued runs waiting in the
+        same process start at once instead of polling (nodes are freed by the one runner of the
+        workspace; other processes' changes are caught by the bounded wait)."""
+        return self.__dict__.setdefault("_nodes_released", threading.Condition())
+
+    def _release_nodes(self, workspace: WorkspaceInfo, name: str, run_id: str,
+                       canceled: bool = False) -> None:
+        if canceled:
+            self.compute_cancel_job(workspace, name, run_id)
+        else:
+            self.compute_finish_job(workspace, name, run_id)
+        with self.nodes_released:
+            self.nodes_released.notify_all()
 
     def _wait_seconds(self, workspace: WorkspaceInfo, name: str) -> float:
-        """Real seconds to sleep before the cluster can change on its own (bounded)."""
+        """Real seconds to wait before the cluster can change on its own (bounded)."""
         state = self.simml_clock_get(workspace)
+        if state.kind == "manual":
+            return POLL_SECONDS  # a manual clock moves when a test says so: look often
         upcoming = self.compute_next_change(workspace, name)
-        if upcoming is None or state.kind != "scaled":
-            return POLL_SECONDS  # manual clocks move when a test says; system: poll gently
+        if upcoming is None:
+            return MAX_WAIT_SECONDS
         delta = (upcoming - self.now(workspace)).total_seconds() / state.factor
-        return min(max(delta, 0.005), 0.5)
+        return min(max(delta, 0.005), MAX_WAIT_SECONDS)
 
     @hookimpl(trylast=True)
     def simml_stage_execute(self, context: StageContext, environment: PreparedEnvironment,
@@ -519,7 +539,7 @@ class LocalExecution:
         if (self.root(workspace) / "artifacts" / run_id / STD_LOG).exists():
             store.register_file(run_id, STD_LOG)
         if context.target != "local":
-            self.compute_finish_job(workspace, context.target, run_id)
+            self._release_nodes(workspace, context.target, run_id)
         return True
 
 
