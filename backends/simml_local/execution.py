@@ -49,6 +49,9 @@ TERMINAL = ("Completed", "Failed", "Canceled")
 HEARTBEAT_SECONDS = 1.0
 MAX_WAIT_SECONDS = 0.5
 LEASE_SECONDS = 10.0
+LAUNCHING = "launching"
+LAUNCH_SECONDS = 15.0
+"""How long a runner being launched holds the lease for itself before another is started."""
 """A runner renews its workspace lease well within this; a dead runner's lease lapses."""
 DEAD_AFTER_SECONDS = 10.0
 POLL_SECONDS = 0.05
@@ -134,13 +137,33 @@ class LocalExecution:
         with write_transaction(con):  # the runner releases its lease only with nothing pending
             con.execute("INSERT INTO run_exec (run_id, stage, heartbeat) "
                         "VALUES (?, 'submitted', ?)", (submission.run_id, time.time()))
-            holder = self.runner_holder(con)
-        if holder is not None:  # the workspace's runner picks the run up; wake it
+            action = self._runner_action(con)
+        self._act_on_runner(workspace, action)
+        return RunHandle(submission.run_id, "local")
+
+    def _runner_action(self, con: Any) -> tuple[str, str | None]:
+        """Inside a write transaction: wake the live runner, wait for one being launched, or
+        mark one as launching (so that a burst of submissions starts a single runner)."""
+        holder = self.runner_holder(con)
+        if holder is not None:
+            return "wake", holder
+        row = con.execute("SELECT holder, expires FROM leases WHERE name = 'runner'").fetchone()
+        if row is not None and row[0] == LAUNCHING and row[1] >= time.time():
+            return "wait", None
+        con.execute("INSERT OR REPLACE INTO leases VALUES ('runner', ?, ?)",
+                    (LAUNCHING, time.time() + LAUNCH_SECONDS))
+        return "launch", None
+
+    def _act_on_runner(self, workspace: WorkspaceInfo, action: tuple[str, str | None]) -> None:
+        what, holder = action
+        if what == "wake" and holder is not None:
             try:
                 os.kill(int(holder.split(":")[0]), signal.SIGUSR1)
-                return RunHandle(submission.run_id, "local")
+                return
             except ProcessLookupError:
-                pass
+                what = "launch"
+        if what != "launch":
+            return
         spec = json.dumps({"home": str(self.home), "subscription_id": workspace.subscription_id,
                            "resource_group": workspace.resource_group,
                            "workspace": workspace.name})
@@ -153,7 +176,6 @@ class LocalExecution:
                 [sys.executable, "-m", "simml_local.runner", spec], stdin=subprocess.DEVNULL,
                 stdout=runner_log, stderr=runner_log, start_new_session=True, close_fds=True)
         threading.Thread(target=launcher.wait, daemon=True).start()
-        return RunHandle(submission.run_id, "local")
 
     @hookimpl
     def simml_run_observe(self, workspace: WorkspaceInfo, run_id: str, cursor: int
@@ -161,6 +183,13 @@ class LocalExecution:
         store = self.store(workspace)
         info = store.get_run(run_id)
         row = self.exec_row(workspace, run_id)
+        if row is not None and row["stage"] == "submitted":
+            # Waiting for a runner: start one if none lives or is on its way (a failed launch).
+            con = store.connection()
+            with write_transaction(con):
+                action = self._runner_action(con)
+            if action[0] == "launch":
+                self._act_on_runner(workspace, action)
         if row is not None and info.status not in TERMINAL:
             info = self._fail_if_runner_died(workspace, run_id, row) or info
         lines, cursor = self._read_log(workspace, run_id, cursor)
@@ -482,7 +511,7 @@ class LocalExecution:
     def runner_holder(self, con: Any) -> str | None:
         """The identity of the live runner holding the workspace's lease, if any."""
         row = con.execute("SELECT holder, expires FROM leases WHERE name = 'runner'").fetchone()
-        if row is None or row[1] < time.time():
+        if row is None or row[1] < time.time() or row[0] == LAUNCHING:
             return None
         holder = row[0]
         return holder if process_identity(int(holder.split(":")[0])) == holder else None

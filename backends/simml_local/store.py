@@ -179,10 +179,17 @@ def _dt(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, timezone.utc)
 
 
-def connect(path: Path) -> sqlite3.Connection:
+class _Connection(sqlite3.Connection):
+    """A connection that knows its process's write lock (see ``write_transaction``)."""
+
+    write_lock: "threading.RLock | None" = None
+
+
+def connect(path: Path, write_lock: "threading.RLock | None" = None) -> sqlite3.Connection:
     """Open the workspace database with the settings every process must share."""
     con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                          check_same_thread=False)
+                          check_same_thread=False, factory=_Connection)
+    con.write_lock = write_lock
     con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     con.execute("PRAGMA journal_mode = WAL")
     con.execute("PRAGMA synchronous = NORMAL")  # durable against process death, which is our risk
@@ -192,14 +199,25 @@ def connect(path: Path) -> sqlite3.Connection:
 
 @contextmanager
 def write_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on any error."""
-    con.execute("BEGIN IMMEDIATE")
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on any error.
+
+    Threads of one process queue on a Python lock first: SQLite's busy handler makes waiters
+    sleep in growing steps (up to 100 ms), which a runner driving many runs cannot afford; only
+    writers in other processes meet that handler."""
+    lock = getattr(con, "write_lock", None)
+    if lock is not None:
+        lock.acquire()
     try:
-        yield con
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def migrate(con: sqlite3.Connection, migrations: tuple[str, ...] = MIGRATIONS) -> int:
@@ -228,13 +246,14 @@ class SqliteRunHistoryStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._write_lock = threading.RLock()
         migrate(self.connection())
 
     # --- plumbing ------------------------------------------------------------------------------
     def connection(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
         if con is None:
-            con = connect(self.db_path)
+            con = connect(self.db_path, self._write_lock)
             self._local.con = con
             with self._lock:
                 self._all.append(con)
