@@ -41,6 +41,8 @@ from simml_local.plugin import LocalBackend
 IDLE_EXIT_SECONDS = 60.0
 """An idle runner lingers this long so the next submission starts at once (like a warm node)."""
 LOOP_SECONDS = 0.05
+RENEW_SECONDS = 1.0
+"""Renew the runner lease this often (it lasts ``LEASE_SECONDS``)."""
 
 
 class Runner:
@@ -149,7 +151,7 @@ def serve(spec: dict[str, Any]) -> int:
     wake = threading.Event()
     signal.signal(signal.SIGUSR1, lambda *_: wake.set())  # a submit or a cancel
     threads: dict[str, threading.Thread] = {}
-    idle_since = time.monotonic()
+    idle_since = renewed = time.monotonic()
     while True:
         for run_id in local.runner_claim(workspace, identity):
             thread = threading.Thread(target=drive, args=(backend, local, workspace, run_id),
@@ -162,6 +164,8 @@ def serve(spec: dict[str, Any]) -> int:
         elif (time.monotonic() - idle_since > IDLE_EXIT_SECONDS
               and local.runner_release(workspace, identity)):
             return 0
-        local.runner_lease(workspace, identity)
+        if time.monotonic() - renewed > RENEW_SECONDS:  # a write: not every loop
+            local.runner_lease(workspace, identity)
+            renewed = time.monotonic()
         wake.wait(LOOP_SECONDS)
         wake.clear()

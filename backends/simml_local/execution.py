@@ -530,6 +530,9 @@ class LocalExecution:
     def runner_claim(self, workspace: WorkspaceInfo, identity: str) -> list[str]:
         """Submitted runs this runner now owns, in submission order."""
         con = self.store(workspace).connection()
+        if con.execute("SELECT 1 FROM run_exec WHERE stage = 'submitted' LIMIT 1").fetchone() \
+                is None:
+            return []  # the common case: a read, no write transaction
         with write_transaction(con):
             # heartbeat holds the submit time until a runner claims the run
             run_ids = [r[0] for r in con.execute(
