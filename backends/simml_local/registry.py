@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-import re
 import secrets
 import shutil
 import sqlite3
@@ -45,6 +44,7 @@ from simml.exceptions import (
     UserErrorException,
     WebserviceException,
 )
+from simml.core.model import validate_model_name
 from simml.plugins import hookimpl
 from simml_local.files import (
     TMP_PREFIX,
@@ -54,23 +54,12 @@ from simml_local.files import (
 )
 from simml_local.store import write_transaction
 
-MODEL_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9\-\._]{0,254}$")
 MODELS_DIR = "models"
 STALE_STAGING_SECONDS = 24 * 3600.0
 """A staging folder whose writer is still alive is only removed once untouched this long."""
 
 _COLUMNS = ("id, name, version, created_time, description, framework, framework_version, "
             "run_id, experiment_name, files")
-
-
-def check_model_name(name: Any) -> str:
-    """Azure's ``model_name_validation`` (the name is also a folder name here)."""
-    if not isinstance(name, str) or not MODEL_NAME.match(name):
-        raise WebserviceException(
-            f"Error, provided model name {name!r} is invalid. It must only consist of letters, "
-            "numbers, dashes, periods, or underscores, start with a letter or number, and be "
-            "between 1 and 255 characters long.")
-    return name
 
 
 def model_not_found(name: str, version: int | None) -> ModelNotFoundException:
@@ -244,7 +233,7 @@ class LocalModelRegistry:
     @hookimpl
     def simml_model_register(self, workspace: WorkspaceInfo, registration: ModelRegistration
                              ) -> ModelInfo:
-        name = check_model_name(registration.name)
+        name = validate_model_name(registration.name)  # it is a folder name here too
         for label, mapping in (("Tags", registration.tags),
                                ("Properties", registration.properties)):
             if not isinstance(mapping, dict):

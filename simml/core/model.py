@@ -24,6 +24,7 @@ import re
 import shutil
 import tempfile
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +66,20 @@ def validate_model_name(name: Any) -> str:
             "numbers, dashes, periods, or underscores, start with a letter or number, and be "
             "between 1 and 255 characters long.")
     return name
+
+
+def _registration(model_name: Any, tags: Any, properties: Any, description: Any,
+                  model_framework: Any, model_framework_version: Any) -> ModelRegistration:
+    """Validate what both ways of registering share; the caller adds where the files are."""
+    validate_model_name(model_name)
+    framework, framework_version = _framework(model_framework, model_framework_version)
+    tag_map = _mapping(tags, "Tags")
+    property_map = _mapping(properties, "Properties")
+    if description is not None and not isinstance(description, str):
+        raise WebserviceException("description must be a string.")
+    return ModelRegistration(name=model_name, tags=tag_map, properties=property_map,
+                             description=description, model_framework=framework,
+                             model_framework_version=framework_version)
 
 
 def _mapping(value: Any, label: str) -> dict[str, str]:
@@ -333,12 +348,8 @@ class Model:
         The registered path's basename is kept: ``model.joblib`` becomes
         ``<version>/model.joblib``; a folder keeps its tree.
         """
-        validate_model_name(model_name)
-        framework, framework_version = _framework(model_framework, model_framework_version)
-        tag_map = _mapping(tags, "Tags")
-        property_map = _mapping(properties, "Properties")
-        if description is not None and not isinstance(description, str):
-            raise WebserviceException("description must be a string.")
+        registration = _registration(model_name, tags, properties, description,
+                                     model_framework, model_framework_version)
         absolute = _resolve_model_path(model_path)
         children = _check_child_paths(absolute, child_paths)
         _ignored(datasets=datasets, sample_input_dataset=sample_input_dataset,
@@ -347,11 +358,8 @@ class Model:
         print(f"Registering model {model_name}", flush=True)
         with tempfile.TemporaryDirectory(prefix="simml-model-") as scratch:
             source = _stage_children(absolute, children, scratch) if children else absolute
-            registration = ModelRegistration(
-                name=model_name, local_path=source, tags=tag_map, properties=property_map,
-                description=description, model_framework=framework,
-                model_framework_version=framework_version)
-            info = workspace._backend.model_register(workspace._info, registration)
+            info = workspace._backend.model_register(
+                workspace._info, replace(registration, local_path=source))
         return Model(workspace, _info=info)
 
     # --- listing -------------------------------------------------------------------------------
@@ -579,22 +587,15 @@ def register_model_from_run(run: "Run", model_name: str, model_path: str | None 
     :raises ModelPathNotFoundException: the path is not among the run's files (the message lists
         them: files in ``./outputs`` are only uploaded when the run completes).
     """
-    validate_model_name(model_name)
-    framework, framework_version = _framework(model_framework, model_framework_version)
-    tag_map = _mapping(tags, "Tags")
-    property_map = _mapping(properties, "Properties")
-    if description is not None and not isinstance(description, str):
-        raise WebserviceException("description must be a string.")
+    registration = _registration(model_name, tags, properties, description, model_framework,
+                                 model_framework_version)
     path = model_name if model_path is None else os.fspath(model_path)
     _ignored(datasets=datasets, sample_input_dataset=sample_input_dataset,
              sample_output_dataset=sample_output_dataset,
              resource_configuration=resource_configuration)
     workspace = run.experiment.workspace
-    registration = ModelRegistration(
-        name=model_name, run_id=run.id, run_path=path, tags=tag_map, properties=property_map,
-        description=description, model_framework=framework,
-        model_framework_version=framework_version, experiment_name=run.experiment.name)
-    info = workspace._backend.model_register(workspace._info, registration)
+    info = workspace._backend.model_register(workspace._info, replace(
+        registration, run_id=run.id, run_path=path, experiment_name=run.experiment.name))
     return Model(workspace, _info=info)
 
 
