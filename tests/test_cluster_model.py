@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from simml.core.compute.cluster import (
     INSTANT, ClusterConfig, ClusterCreated, ClusterDeleted, ClusterState, ClusterUpdated, JobCanceled,
-    JobFinished, JobQueued, Timings, cluster_state, event_from_dict, event_to_dict, next_change)
+    JobFinished, JobQueued, Timings, cluster_replay, cluster_state, event_from_dict, event_to_dict,
+    next_change)
 from simml.core.compute.vm_sizes import (
     VM_SIZES, VmSize, effective_resources, find_vm_size, supported_vmsizes)
 from simml.exceptions import ComputeTargetException
@@ -401,6 +402,45 @@ def test_random_event_sequences_keep_the_invariants(min_nodes: int, extra: int, 
     else:
         assert set(queued_order) == set(state.assignments) | state.canceled | state.finished
         assert state.current_node_count == state.idle_node_count == state.config.min_nodes
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(min_nodes=st.integers(0, 2), extra=st.integers(0, 2), idle=st.integers(0, 600),
+       timings=st.builds(Timings, st.integers(0, 120), st.integers(0, 200), st.integers(0, 60)),
+       script=actions, skews=st.lists(st.integers(-30, 0), min_size=30, max_size=30),
+       looks=st.lists(st.integers(0, 300), min_size=30, max_size=30))
+def test_a_resumed_replay_equals_a_full_replay(min_nodes: int, extra: int, idle: int,
+                                               timings: Timings, script: list[Any],
+                                               skews: list[int], looks: list[int]) -> None:
+    """A poller that hands each replay's checkpoint to the next (as the local backend does) sees
+    exactly what a replay from the first event sees, including events stamped before their
+    predecessor (a skewed writer) and looks at times before the newest event."""
+    events: list[Any] = [created(min_nodes, max(1, min_nodes + extra), idle, timings)]
+    checkpoint = None
+    t = T0
+    job = 0
+    for step, (kind, arg) in enumerate(script):
+        stamp = max(T0, t + timedelta(seconds=skews[step]))
+        state = cluster_state(events, t)
+        if kind == "wait":
+            t += timedelta(seconds=arg)
+        elif kind == "queue":
+            events.append(JobQueued(stamp, f"job{job}", min(arg, state.config.max_nodes)))
+            job += 1
+        elif kind in ("finish", "cancel"):
+            pool = sorted(state.running_jobs) + list(state.queue)
+            if pool:
+                chosen = pool[arg % len(pool)]
+                events.append(JobFinished(stamp, chosen) if kind == "finish"
+                              else JobCanceled(stamp, chosen))
+        else:
+            new_min, delta, new_idle = arg
+            new_max = max(1, state.config.max_nodes + abs(delta))
+            events.append(ClusterUpdated(stamp, min(new_min, new_max), new_max, new_idle))
+        for now in (t, t + timedelta(seconds=looks[step]), max(T0, t - timedelta(seconds=looks[step]))):
+            resumed, upcoming, checkpoint = cluster_replay(events, now, checkpoint)
+            assert resumed == cluster_state(events, now)
+            assert upcoming == next_change(events, now)
 
 
 # --------------------------------------------------------------------------------------------------

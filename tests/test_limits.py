@@ -44,9 +44,15 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def run_child(limits: JobLimits, megabytes: int) -> tuple[int, list[str]]:
-    done = subprocess.run([sys.executable, "-c", CHILD, str(megabytes)], capture_output=True,
-                          text=True, timeout=120, preexec_fn=limits.preexec)
+def run_child(limits: JobLimits, megabytes: int, how: str = "spawn") -> tuple[int, list[str]]:
+    """The child started as the runner starts jobs (``limits.spawn``), or with ``preexec``."""
+    command = [sys.executable, "-c", CHILD, str(megabytes)]
+    if how == "spawn":
+        command, preexec = limits.spawn(command)
+    else:
+        preexec = limits.preexec
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                          preexec_fn=preexec)
     return done.returncode, (done.stdout + done.stderr).splitlines()
 
 
@@ -107,7 +113,8 @@ def test_cgroup_job_over_the_limit_is_oom_killed() -> None:
 
 
 @needs_cgroups
-def test_cgroup_job_under_the_limit_runs_in_its_group() -> None:
+@pytest.mark.parametrize("how", ["spawn", "preexec"])
+def test_cgroup_job_under_the_limit_runs_in_its_group(how: str) -> None:
     limits = JobLimits.for_job("cg-under", 2, LIMIT, mode="cgroup")
     groups = group_dirs(limits)
     try:
@@ -126,7 +133,7 @@ def test_cgroup_job_under_the_limit_runs_in_its_group() -> None:
             assert int((group / "memory.max").read_text()) == LIMIT
             quota, period = (group / "cpu.max").read_text().split()
             assert int(quota) == 2 * int(period)
-        code, lines = run_child(limits, 64)
+        code, lines = run_child(limits, 64, how)
         assert code == 0 and lines[-1] == "done", lines
         assert not limits.out_of_memory(code, lines)
         if limits.kind == "cgroup-v1":
@@ -209,6 +216,21 @@ def test_cgroup_creation_failure_falls_back_to_rlimit(tmp_path: Path) -> None:
     nothing = JobLimits.for_job("fb-none", 1, LIMIT, mode="cgroup",
                                 layout=CgroupLayout(v1_memory=tmp_path / "absent"))
     assert nothing.kind == "rlimit" and "cgroups unavailable" in nothing.describe()
+
+
+def test_spawn_falls_back_to_rlimit_when_joining_the_memory_group_fails(tmp_path: Path) -> None:
+    """As ``preexec`` does: a job never runs without the memory limit it was meant to have."""
+    cores = len(os.sched_getaffinity(0))  # the whole machine: no pinning, so the sh prefix
+    limits = JobLimits.for_job("fb-join", cores, LIMIT, mode="cgroup",
+                               layout=CgroupLayout(v1_memory=tmp_path))
+    assert limits.kind == "cgroup-v1" and limits.memory_group is not None
+    command, preexec = limits.spawn(["true"])
+    assert preexec is None and command[0] == "/bin/sh" and command[-1] == "true"
+    (limits.memory_group / "cgroup.procs").mkdir()  # writing the pid there fails
+    code, lines = run_child(limits, 64)
+    assert code == 0 and lines[-1] == "done", lines
+    assert int(value(lines, "rlimit")) == LIMIT
+    limits.cleanup()
 
 
 def test_layout_from_proc_texts() -> None:

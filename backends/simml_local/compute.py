@@ -63,7 +63,9 @@ from simml.core.compute.cluster import (
     JobCanceled,
     JobFinished,
     JobQueued,
+    ReplayCheckpoint,
     Timings,
+    cluster_replay,
     cluster_state,
     event_from_dict,
     event_to_dict,
@@ -153,18 +155,21 @@ def _iso(value: datetime | None) -> str | None:
 
 _Memo = tuple[datetime, "datetime | None", ClusterState]
 """A replay result: computed at ``[0]``, unchanged until ``[1]`` (None: until a new event)."""
-_CacheEntry = tuple[int, tuple[ClusterEvent, ...], "_Memo | None"]
-"""Per cluster: the last event ``seq`` read, the parsed events, and the last replay."""
+_CacheEntry = tuple[int, tuple[ClusterEvent, ...], "_Memo | None", "ReplayCheckpoint | None"]
+"""Per cluster: the last event ``seq`` read, the parsed events, the last replay, and where a
+replay stood after the last event (the next one resumes there)."""
 
 
 class _Cluster:
     """One read of a cluster: its row and its events (a consistent snapshot)."""
 
-    __slots__ = ("name", "compute_type", "config", "deleted", "events", "key", "last_seq", "memo")
+    __slots__ = ("name", "compute_type", "config", "deleted", "events", "key", "last_seq", "memo",
+                 "checkpoint")
 
     def __init__(self, name: str, compute_type: str, config: dict[str, Any], deleted: bool,
                  events: tuple[ClusterEvent, ...], key: tuple[str, str] = ("", ""),
-                 last_seq: int = 0, memo: _Memo | None = None) -> None:
+                 last_seq: int = 0, memo: _Memo | None = None,
+                 checkpoint: ReplayCheckpoint | None = None) -> None:
         self.name = name
         self.compute_type = compute_type
         self.config = config
@@ -173,6 +178,7 @@ class _Cluster:
         self.key = key
         self.last_seq = last_seq
         self.memo = memo
+        self.checkpoint = checkpoint
 
     def effective_now(self, now: datetime) -> datetime:
         # Simulated time should never run backwards; if a clock switch made it, read the cluster
@@ -209,14 +215,15 @@ class LocalCompute:
         # The uid changes when a name is re-created, so a stale entry is never reused.
         key = (str(self.store(workspace).db_path), str(config.get("uid", name)))
         cache = self._compute_cache()
-        last_seq, events, memo = cache.get(key, (0, (), None))
+        last_seq, events, memo, checkpoint = cache.get(key, (0, (), None, None))
         fresh = con.execute("SELECT seq, event FROM cluster_events WHERE compute = ? AND seq > ? "
                             "ORDER BY seq", (name, last_seq)).fetchall()
         if fresh:
             events = events + tuple(event_from_dict(json.loads(text)) for _, text in fresh)
             last_seq, memo = fresh[-1][0], None
-            cache[key] = (last_seq, events, None)
-        return _Cluster(name, row[0], config, bool(row[2]), events, key, last_seq, memo)
+            cache[key] = (last_seq, events, None, checkpoint)
+        return _Cluster(name, row[0], config, bool(row[2]), events, key, last_seq, memo,
+                        checkpoint)
 
     def _compute_snapshot(self, workspace: WorkspaceInfo, name: str, include_deleted: bool
                           ) -> tuple[_Cluster, datetime]:
@@ -241,12 +248,11 @@ class LocalCompute:
         memo = cluster.memo
         if memo is not None and memo[0] <= now and (memo[1] is None or now < memo[1]):
             return memo[2], memo[1]
-        state = cluster_state(cluster.events, now)
-        upcoming = next_change(cluster.events, now)
+        state, upcoming, checkpoint = cluster_replay(cluster.events, now, cluster.checkpoint)
         cache = self._compute_cache()
         entry = cache.get(cluster.key)
         if entry is not None and entry[0] == cluster.last_seq:
-            cache[cluster.key] = (entry[0], entry[1], (now, upcoming, state))
+            cache[cluster.key] = (entry[0], entry[1], (now, upcoming, state), checkpoint)
         return state, upcoming
 
     def _compute_state_of(self, workspace: WorkspaceInfo, name: str,
@@ -383,8 +389,8 @@ class LocalCompute:
 
     @hookimpl
     def simml_compute_status(self, workspace: WorkspaceInfo, name: str) -> ComputeStatus:
-        _, state = self._compute_state_of(workspace, name)
-        return self._compute_status_of(state, self.compute_next_change(workspace, name))
+        cluster, now = self._compute_snapshot(workspace, name, include_deleted=True)
+        return self._compute_status_of(*self._compute_replay(cluster, now))
 
     @hookimpl
     def simml_compute_nodes(self, workspace: WorkspaceInfo, name: str) -> list[ComputeNode]:

@@ -67,7 +67,7 @@ class Runner:
 
     def transition(self, event: Any, error: dict[str, Any] | None = None) -> None:
         for change in self.machine.handle(event, self.local.now(self.workspace)):
-            self.store.set_run_status(self.run_id, change.new.value, change.at, error)
+            self.store.record_run_status(self.run_id, change.new.value, change.at, error)
 
     def stage(self, name: str) -> None:
         self.local.exec_update(self.workspace, self.run_id, stage=name)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -287,28 +288,33 @@ class LocalExecution:
             return Allocation("local", "localhost", os.cpu_count() or 1, _host_memory_gb())
         self.compute_queue_job(workspace, name, run_id)
         seen_log = 0
-        while True:
-            state, assignment = self.compute_job_state(workspace, name, run_id)
-            for line in state.log[seen_log:]:
-                log(line)
-            seen_log = len(state.log)
-            if assignment is not None:
-                cores, memory = self.compute_effective_resources(workspace, name)
-                log(f"[scaling] {run_id} got node {assignment.node_id}")
-                return Allocation(name, assignment.node_id, cores, memory)
-            if self.cancel_requested(workspace, run_id):
-                self._release_nodes(workspace, name, run_id, canceled=True)
-                raise RunCanceled()
-            self.heartbeat(workspace, run_id)
-            with self.nodes_released:
-                self.nodes_released.wait(self._wait_seconds(workspace, name))
+        woken = self.scale_waiters.setdefault(run_id, threading.Event())
+        try:
+            while True:
+                woken.clear()
+                state, assignment = self.compute_job_state(workspace, name, run_id)
+                for line in state.log[seen_log:]:
+                    log(line)
+                seen_log = len(state.log)
+                if assignment is not None:
+                    cores, memory = self.compute_effective_resources(workspace, name)
+                    log(f"[scaling] {run_id} got node {assignment.node_id}")
+                    return Allocation(name, assignment.node_id, cores, memory)
+                if self.cancel_requested(workspace, run_id):
+                    self._release_nodes(workspace, name, run_id, canceled=True)
+                    raise RunCanceled()
+                self.heartbeat(workspace, run_id)
+                woken.wait(self._wait_seconds(workspace, name))
+        finally:
+            self.scale_waiters.pop(run_id, None)
 
     @property
-    def nodes_released(self) -> threading.Condition:
-        """Notified when a run of this runner frees its node, so queued runs waiting in the
-        same process start at once instead of polling (nodes are freed by the one runner of the
-        workspace; other processes' changes are caught by the bounded wait)."""
-        return self.__dict__.setdefault("_nodes_released", threading.Condition())
+    def scale_waiters(self) -> dict[str, threading.Event]:
+        """The queued runs of this runner, each woken when a node it was given is freed here, so
+        it starts at once instead of polling, and the others do not all wake to read the cluster
+        (nodes are freed by the one runner of the workspace; other processes' changes and the
+        clock are caught by the bounded wait)."""
+        return self.__dict__.setdefault("_scale_waiters", {})
 
     def _release_nodes(self, workspace: WorkspaceInfo, name: str, run_id: str,
                        canceled: bool = False) -> None:
@@ -316,8 +322,12 @@ class LocalExecution:
             self.compute_cancel_job(workspace, name, run_id)
         else:
             self.compute_finish_job(workspace, name, run_id)
-        with self.nodes_released:
-            self.nodes_released.notify_all()
+        waiters = self.scale_waiters
+        if waiters:
+            assigned = self.compute_state(workspace, name).assignments
+            for waiting_run, woken in list(waiters.items()):
+                if waiting_run in assigned:
+                    woken.set()
 
     def _wait_seconds(self, workspace: WorkspaceInfo, name: str) -> float:
         """Real seconds to wait before the cluster can change on its own (bounded)."""
@@ -367,9 +377,10 @@ class LocalExecution:
         limits = JobLimits.for_job(run_id, allocation.v_cpus, int(allocation.memory_gb * 2**30))
         log(f"[running] {limits.describe()}")
         try:
+            limited, preexec = limits.spawn(command)
             process = subprocess.Popen(
-                command, cwd=wd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=limits.preexec)
+                limited, cwd=wd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec)
         except BaseException:
             limits.cleanup()
             raise
@@ -394,12 +405,10 @@ class LocalExecution:
         canceled = timed_out = False
         max_seconds = context.definition.get("maxRunDurationSeconds")
         started = self.now(workspace)
+        ended = ExitWatch(process)
         while True:
-            try:  # wakes the moment the job ends
-                process.wait(timeout=POLL_SECONDS)
+            if ended.wait(POLL_SECONDS):  # wakes the moment the job ends
                 break
-            except subprocess.TimeoutExpired:
-                pass
             ingest(reader.read_new(), store, run_id, files_root=run_dir)
             self.heartbeat(workspace, run_id)
             if not canceled and self.cancel_requested(workspace, run_id):
@@ -411,6 +420,7 @@ class LocalExecution:
                 timed_out = True
                 log(f"[running] the run exceeded max_run_duration_seconds={max_seconds}")
                 _stop_group(process)
+        ended.close()
         reader_thread.join(timeout=5)
         ingest(reader.read_new(), store, run_id, files_root=run_dir)
         code = process.returncode
@@ -672,6 +682,39 @@ class ResolvedReferences:
         # that failed outside the script (ExecutionResult.succeeded needs exit code 0).
         return dataclasses.replace(result, exit_code=None, error={
             "code": "ReadOnlyMountWritten", "message": message})
+
+
+class ExitWatch:
+    """Waits for a job process to end and wakes the moment it does: on a pidfd where the kernel
+    has them (Linux 5.3+), since ``Popen.wait(timeout)`` sleeps in steps of up to 50 ms and every
+    run on a busy node would pay that delay before the next one starts."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        self.poller: select.poll | None = None
+        self.fd: int | None = None
+        try:
+            self.fd = os.pidfd_open(process.pid)
+        except (AttributeError, OSError):  # no pidfd here (or the process is already reaped)
+            return
+        self.poller = select.poll()
+        self.poller.register(self.fd, select.POLLIN)
+
+    def wait(self, timeout: float) -> bool:
+        """True once the process has ended (and been reaped), after at most ``timeout``."""
+        if self.poller is None:
+            try:
+                self.process.wait(timeout=timeout)
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+        self.poller.poll(timeout * 1000)
+        return self.process.poll() is not None
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = self.poller = None
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:

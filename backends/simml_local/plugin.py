@@ -43,6 +43,7 @@ class LocalBackend(LocalModelRegistry, LocalDatastores, LocalClock, LocalExecuti
                  home: str | os.PathLike[str] | None = None) -> None:
         self.home = Path(home) if home is not None else simml_home(config)
         self._stores: dict[Path, SqliteRunHistoryStore] = {}
+        self._roots: dict[tuple[str, str, str], Path] = {}
         self._lock = threading.Lock()
 
     # --- helpers -----------------------------------------------------------------------------
@@ -58,11 +59,17 @@ class LocalBackend(LocalModelRegistry, LocalDatastores, LocalClock, LocalExecuti
         return self.home / "workspaces" / subscription_id / resource_group / name
 
     def root(self, workspace: WorkspaceInfo) -> Path:
-        return self.workspace_dir(workspace.subscription_id, workspace.resource_group,
-                                  workspace.name)
+        key = (workspace.subscription_id, workspace.resource_group, workspace.name)
+        root = self._roots.get(key)  # asked for hundreds of times a run: validate once
+        if root is None:
+            root = self._roots[key] = self.workspace_dir(*key)
+        return root
 
     def store(self, workspace: WorkspaceInfo) -> SqliteRunHistoryStore:
         root = self.root(workspace)
+        store = self._stores.get(root)
+        if store is not None:
+            return store
         with self._lock:
             store = self._stores.get(root)
             if store is None:

@@ -427,21 +427,28 @@ class SqliteRunHistoryStore:
 
     def set_run_status(self, run_id: str, status: str, at: datetime,
                        error: dict[str, Any] | None = None) -> RunInfo:
+        self.record_run_status(run_id, status, at, error)
+        return self.get_run(run_id)
+
+    def record_run_status(self, run_id: str, status: str, at: datetime,
+                          error: dict[str, Any] | None = None) -> None:
+        """``set_run_status`` without reading the run back: the runner writes seven statuses a
+        run and needs none of them returned."""
         con = self.connection()
         when = at.timestamp()
+        terminal = status in TERMINAL
         with write_transaction(con):
-            self._run_key(con, run_id)
-            con.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run_id))
+            changed = con.execute(
+                "UPDATE runs SET status = ?, "
+                "start_time = CASE WHEN ? THEN COALESCE(start_time, ?) ELSE start_time END, "
+                "end_time = CASE WHEN ? THEN ? ELSE end_time END, "
+                "error = COALESCE(?, error) WHERE id = ?",
+                (status, status == "Running", when, terminal, when,
+                 None if error is None else json.dumps(error), run_id)).rowcount
+            if not changed:
+                self._run_key(con, run_id)  # raises the not-found error
             con.execute("INSERT INTO run_status (run_id, status, time) VALUES (?,?,?)",
                         (run_id, status, when))
-            if status == "Running":
-                con.execute("UPDATE runs SET start_time = COALESCE(start_time, ?) WHERE id = ?",
-                            (when, run_id))
-            if status in TERMINAL:
-                con.execute("UPDATE runs SET end_time = ? WHERE id = ?", (when, run_id))
-            if error is not None:
-                con.execute("UPDATE runs SET error = ? WHERE id = ?", (json.dumps(error), run_id))
-        return self.get_run(run_id)
 
     def update_run(self, run_id: str, *, display_name: str | None = None,
                    definition: dict[str, Any] | None = None) -> RunInfo:

@@ -26,6 +26,7 @@ Low-priority preemption is not simulated. Pure: no I/O, no clock, stdlib only.
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
@@ -38,7 +39,8 @@ __all__ = [
     "ClusterConfig", "Timings", "INSTANT",
     "ClusterCreated", "ClusterUpdated", "JobQueued", "JobFinished", "JobCanceled", "ClusterDeleted",
     "ClusterEvent", "Node", "AssignmentInfo", "ScaleEvent", "ClusterState",
-    "cluster_state", "next_change", "event_to_dict", "event_from_dict",
+    "cluster_state", "next_change", "cluster_replay", "ReplayCheckpoint",
+    "event_to_dict", "event_from_dict",
     "NODE_STATES", "VM_PRIORITIES",
 ]
 
@@ -337,6 +339,27 @@ class _Sim:
         self.next_index = 0
         self.scale_events: list[ScaleEvent] = []
 
+    def clone(self) -> "_Sim":
+        """An independent copy (nodes are mutable; events, configs and assignments are not)."""
+        other = copy.copy(self)
+        nodes = {}
+        for node_id, node in self.nodes.items():
+            twin = nodes[node_id] = _N(node.node_id, node.since)
+            twin.state, twin.job_id = node.state, node.job_id
+        other.nodes = nodes
+        other.preparing = deque(nodes[n.node_id] for n in self.preparing)
+        other.leaving = deque(nodes[n.node_id] for n in self.leaving)
+        other.idle = {node_id: nodes[node_id] for node_id in self.idle}
+        other.queue = deque(self.queue)
+        other.waiting = dict(self.waiting)
+        other.job_nodes = {job: [nodes[n.node_id] for n in taken]
+                           for job, taken in self.job_nodes.items()}
+        other.assignments = dict(self.assignments)
+        other.finished = set(self.finished)
+        other.canceled = set(self.canceled)
+        other.scale_events = list(self.scale_events)
+        return other
+
     # -- derived quantities (one definition, shared by settle and next_timer) --
 
     def target(self) -> int:
@@ -536,8 +559,28 @@ class _Sim:
         )
 
 
-def _simulate(events: Sequence[Any], now: datetime) -> tuple[_Sim, Optional[datetime]]:
-    """Replay ``events`` up to ``now``; also return the next moment the state would change."""
+class ReplayCheckpoint:
+    """Where a replay stood just after applying the last event it knew: a private copy of the
+    simulation, the event count, the step's time and the node target before that step. Handing it
+    back to ``cluster_replay`` with the same events plus newer ones resumes there instead of
+    replaying the whole history, with the very state a full replay reaches (events are applied
+    in persisted order, and a newer event stamped before ``at`` counts as happening at ``at`` in
+    both)."""
+
+    __slots__ = ("count", "at", "target_before", "sim")
+
+    def __init__(self, count: int, at: datetime, target_before: int, sim: "_Sim") -> None:
+        self.count = count
+        self.at = at
+        self.target_before = target_before
+        self.sim = sim
+
+
+def _simulate(events: Sequence[Any], now: datetime, resume: Optional[ReplayCheckpoint] = None
+              ) -> tuple[_Sim, Optional[datetime], Optional[ReplayCheckpoint]]:
+    """Replay ``events`` up to ``now``; also return the next moment the state would change, and
+    a checkpoint after the last event (``resume``, when given, must come from a prefix of
+    ``events``; one taken later than ``now`` is ignored)."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ComputeTargetException(f"now must be an aware UTC datetime, got naive {now!r}.")
     if not events or not isinstance(events[0], ClusterCreated):
@@ -546,29 +589,48 @@ def _simulate(events: Sequence[Any], now: datetime) -> tuple[_Sim, Optional[date
     if created.at > now:
         raise ComputeTargetException(
             f"Cluster {created.name!r} is created at {created.at.isoformat()}, after now ({now.isoformat()}).")
-    sim = _Sim(created)
     count = len(events)
-    index = 1
-    t = created.at
+    checkpoint = None
+    if resume is not None and resume.count <= count and resume.at <= now:
+        sim, index, t, before = resume.sim.clone(), resume.count, resume.at, resume.target_before
+        checkpoint, mid_step = resume, True
+    else:
+        sim, index, t, before, mid_step = _Sim(created), 1, created.at, 0, False
     while True:
-        before = sim.target()
-        sim.settle(t)
+        if not mid_step:
+            before = sim.target()
+            sim.settle(t)
+        mid_step = False
+        applied = False
         # Events are taken in persisted order; one stamped earlier than its predecessor counts as
         # happening at the current time, so a skewed writer cannot rewrite simulated history.
         while index < count and events[index].at <= t:
             sim.apply(events[index], t)
             sim.settle(t)  # in event order: a job queued then finished at one instant did start
             index += 1
+            applied = True
+        if applied and index == count:
+            checkpoint = ReplayCheckpoint(count, t, before, sim.clone())
         sim.end_step(t, before)
         upcoming = sim.next_timer()
         if index < count:
             event_at = max(events[index].at, t)
             upcoming = event_at if upcoming is None else min(upcoming, event_at)
         if upcoming is None or upcoming > now:
-            return sim, upcoming
+            return sim, upcoming, checkpoint
         if upcoming <= t:  # settle() consumed everything due at t; looping here would never end
             raise RuntimeError(f"cluster simulation stalled at {t.isoformat()} (a simml bug)")
         t = upcoming
+
+
+def cluster_replay(events: Sequence[ClusterEvent], now: datetime,
+                   resume: Optional[ReplayCheckpoint] = None
+                   ) -> tuple[ClusterState, Optional[datetime], Optional[ReplayCheckpoint]]:
+    """``cluster_state`` and ``next_change`` from one replay, resumed from ``resume`` (a
+    checkpoint this function returned for a prefix of ``events``) when given, and the checkpoint
+    to resume from next time. Readers that poll a growing event stream stay O(new events)."""
+    sim, upcoming, checkpoint = _simulate(events, now, resume)
+    return sim.freeze(), upcoming, checkpoint
 
 
 def cluster_state(events: Sequence[ClusterEvent], now: datetime) -> ClusterState:
