@@ -41,7 +41,16 @@ class LocalClock:
 
     def _read_clock(self, con: Any) -> ClockState:
         row = con.execute("SELECT value FROM workspace_settings WHERE key = 'clock'").fetchone()
-        return _decode(row[0]) if row else SYSTEM
+        if not row:
+            return SYSTEM
+        # Read many times a second by a runner; the row rarely changes, so decode each text once.
+        decoded = self.__dict__.setdefault("_decoded_clocks", {})
+        state = decoded.get(row[0])
+        if state is None:
+            if len(decoded) > 64:  # a manual clock advanced many times: keep the cache small
+                decoded.clear()
+            state = decoded[row[0]] = _decode(row[0])
+        return state
 
     @hookimpl
     def simml_clock_get(self, workspace: WorkspaceInfo) -> ClockState:

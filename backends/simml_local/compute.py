@@ -26,6 +26,9 @@ Contract for the execution engine (non-hook methods, called on the backend objec
         The cluster now and the job's assignment (None while queued). A worker must not start
         the job before ``assignment.started_at``. ``state.log`` holds the scale lines
         ("cpu-cluster: 0 -> 1 nodes"); ``job_id in state.canceled`` after a cluster delete.
+    compute_job_view(workspace, name, job_id)
+            -> tuple[ClusterState, AssignmentInfo | None, datetime | None, datetime]
+        The same plus the next simulated change and the now they were read at (one read).
     compute_finish_job(workspace, name, job_id) -> None      Append JobFinished (any outcome).
     compute_cancel_job(workspace, name, job_id) -> None      Append JobCanceled.
     compute_next_change(workspace, name) -> datetime | None
@@ -425,8 +428,16 @@ class LocalCompute:
     def compute_job_state(self, workspace: WorkspaceInfo, name: str, job_id: str
                           ) -> tuple[ClusterState, AssignmentInfo | None]:
         """The cluster now and where ``job_id`` got its nodes (None while it waits)."""
-        _, state = self._compute_state_of(workspace, name)
-        return state, state.assignments.get(job_id)
+        state, assignment, _, _ = self.compute_job_view(workspace, name, job_id)
+        return state, assignment
+
+    def compute_job_view(self, workspace: WorkspaceInfo, name: str, job_id: str
+                         ) -> tuple[ClusterState, AssignmentInfo | None, datetime | None, datetime]:
+        """``compute_job_state`` plus the next simulated moment the cluster changes on its own
+        and the clock's now, from one read (what a queued run needs to know how long to wait)."""
+        cluster, now = self._compute_snapshot(workspace, name, include_deleted=True)
+        state, upcoming = self._compute_replay(cluster, now)
+        return state, state.assignments.get(job_id), upcoming, now
 
     def compute_finish_job(self, workspace: WorkspaceInfo, name: str, job_id: str) -> None:
         """The job's process ended (any outcome): its nodes are idle from now."""

@@ -292,7 +292,7 @@ class LocalExecution:
         try:
             while True:
                 woken.clear()
-                state, assignment = self.compute_job_state(workspace, name, run_id)
+                state, assignment, upcoming, now = self.compute_job_view(workspace, name, run_id)
                 for line in state.log[seen_log:]:
                     log(line)
                 seen_log = len(state.log)
@@ -304,7 +304,7 @@ class LocalExecution:
                     self._release_nodes(workspace, name, run_id, canceled=True)
                     raise RunCanceled()
                 self.heartbeat(workspace, run_id)
-                woken.wait(self._wait_seconds(workspace, name))
+                woken.wait(self._wait_seconds(workspace, upcoming, now))
         finally:
             self.scale_waiters.pop(run_id, None)
 
@@ -329,15 +329,16 @@ class LocalExecution:
                 if waiting_run in assigned:
                     woken.set()
 
-    def _wait_seconds(self, workspace: WorkspaceInfo, name: str) -> float:
-        """Real seconds to wait before the cluster can change on its own (bounded)."""
+    def _wait_seconds(self, workspace: WorkspaceInfo, upcoming: datetime | None,
+                      now: datetime) -> float:
+        """Real seconds to wait before the cluster can change on its own (bounded), given the
+        next simulated change and the simulated now read with it."""
         state = self.simml_clock_get(workspace)
         if state.kind == "manual":
             return POLL_SECONDS  # a manual clock moves when a test says so: look often
-        upcoming = self.compute_next_change(workspace, name)
         if upcoming is None:
             return MAX_WAIT_SECONDS
-        delta = (upcoming - self.now(workspace)).total_seconds() / state.factor
+        delta = (upcoming - now).total_seconds() / state.factor
         return min(max(delta, 0.005), MAX_WAIT_SECONDS)
 
     @hookimpl(trylast=True)
@@ -374,7 +375,8 @@ class LocalExecution:
             f"{allocation.memory_gb:g} GB): {' '.join(command[1:])}")
         std_log = self.root(workspace) / "artifacts" / run_id / STD_LOG
         std_log.parent.mkdir(parents=True, exist_ok=True)
-        limits = JobLimits.for_job(run_id, allocation.v_cpus, int(allocation.memory_gb * 2**30))
+        limits = JobLimits.for_job(run_id, allocation.v_cpus, int(allocation.memory_gb * 2**30),
+                                   **self.limits_options())
         log(f"[running] {limits.describe()}")
         try:
             limited, preexec = limits.spawn(command)
@@ -509,6 +511,16 @@ class LocalExecution:
         env.update({str(k): str(v) for k, v in
                     (context.definition.get("environmentVariables") or {}).items()})
         return env
+
+    def limits_options(self) -> dict[str, Any]:
+        """This process's cgroup layout, read once (it cannot change under a running process),
+        and whether to sweep stale groups of killed runners: for the first job only."""
+        from simml_local.limits import CgroupLayout
+        cached = self.__dict__.get("_cgroup_layout")
+        if cached is None:
+            self.__dict__["_cgroup_layout"] = CgroupLayout.current()
+            return {"layout": self.__dict__["_cgroup_layout"], "sweep_stale": True}
+        return {"layout": cached, "sweep_stale": False}
 
     def heartbeat(self, workspace: WorkspaceInfo, run_id: str) -> None:
         beats = self.__dict__.setdefault("_heartbeats", {})  # one runner drives many runs

@@ -232,15 +232,18 @@ def _sweep_stale(base: Path) -> None:
             pass
 
 
-def _make_group(origin: Path, name: str, v2_controllers: str | None = None) -> Path:
-    """``origin/simml/<name>`` (a fresh folder); the base is re-made if a cleanup removed it."""
+def _make_group(origin: Path, name: str, v2_controllers: str | None = None,
+                sweep: bool = True) -> Path:
+    """``origin/simml/<name>`` (a fresh folder); the base is re-made if a cleanup removed it.
+    ``sweep``: first remove stale groups of killed runners (a runner does it for its first job)."""
     base = origin / BASE
     for attempt in range(5):
         try:
             base.mkdir(exist_ok=True)
             if v2_controllers:
                 _write(base / "cgroup.subtree_control", v2_controllers)
-            _sweep_stale(base)
+            if sweep:
+                _sweep_stale(base)
             group = base / name
             try:
                 group.mkdir()
@@ -312,12 +315,14 @@ class JobLimits:
         self._memory_procs: bytes | None = None
         self._cpu_procs: bytes | None = None
         self._cpu_how = "not enforced"
+        self._sweep = True
 
     # --- creation (in the runner, before fork) ---------------------------------------------
     @classmethod
     def for_job(cls, run_id: str, v_cpus: int, memory_bytes: int, mode: str | None = None, *,
-                layout: CgroupLayout | None = None) -> "JobLimits":
-        """Limits for one run; cgroups are created here, before the job is forked."""
+                layout: CgroupLayout | None = None, sweep_stale: bool = True) -> "JobLimits":
+        """Limits for one run; cgroups are created here, before the job is forked. A runner
+        passes its ``layout`` (read once) and sweeps stale groups only for its first job."""
         chosen = (mode if mode is not None else os.environ.get(ENV_VAR, "")).strip().lower()
         chosen = chosen or "auto"
         if chosen not in MODES:
@@ -339,6 +344,7 @@ class JobLimits:
                 logger.warning("simml: run %s: %s; using RLIMIT_DATA", run_id, note)
             return cls._rlimit_limits(run_id, v_cpus, memory_bytes, layout, note)
         limits = cls(run_id, v_cpus, memory_bytes, kind, layout)
+        limits._sweep = sweep_stale
         try:
             if kind == "cgroup-v1":
                 limits._create_v1()
@@ -380,7 +386,7 @@ class JobLimits:
     def _create_v1(self) -> None:
         assert self.layout.v1_memory is not None
         name = _group_name(self.run_id)
-        group = _make_group(self.layout.v1_memory, name)
+        group = _make_group(self.layout.v1_memory, name, sweep=self._sweep)
         self.memory_group = group
         _write(group / "memory.limit_in_bytes", str(self.memory_bytes))
         memsw = group / "memory.memsw.limit_in_bytes"
@@ -396,7 +402,7 @@ class JobLimits:
             self._pin_cpus()
             return
         try:
-            cpu = _make_group(cpu_origin, name)
+            cpu = _make_group(cpu_origin, name, sweep=self._sweep)
             self.cpu_group = cpu
             period = int(_read(cpu / "cpu.cfs_period_us").strip() or 100000)
             _write(cpu / "cpu.cfs_quota_us", str(self.v_cpus * period))
@@ -415,7 +421,7 @@ class JobLimits:
         origin = self.layout.v2
         delegated = _read(origin / "cgroup.subtree_control").split()
         controllers = " ".join(f"+{c}" for c in ("memory", "cpu") if c in delegated)
-        group = _make_group(origin, _group_name(self.run_id), controllers)
+        group = _make_group(origin, _group_name(self.run_id), controllers, sweep=self._sweep)
         self.memory_group = group
         _write(group / "memory.max", str(self.memory_bytes))
         swap = group / "memory.swap.max"
