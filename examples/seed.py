@@ -4,9 +4,11 @@
 than real time (``ws.set_clock``), and the iris data goes through the default datastore so the
 script reads it from a mounted data reference.
 
-    python3 examples/seed.py [--workdir seed-work] [--clock scaled:60]
+    python3 examples/seed.py [--workdir seed-work] [--clock scaled:60] [--docker] [--keep-service]
 
-Every run registers a new version of the model ``sklearn-iris``. Works in ``--workdir`` (created
+Every run registers a new version of the model ``sklearn-iris``, deploys it as the local web
+service ``sklearn-iris-svc`` (in the environment it was trained in), scores two rows and deletes
+the service (``--keep-service`` leaves it running; ``simml service delete sklearn-iris-svc``). Works in ``--workdir`` (created
 with a ``.gitignore`` of ``*``), writing ``.azureml/config.json`` there if it is absent; the
 workspace itself lives under ``SIMML_HOME`` (default ``~/.simml``). See docs/seed.md.
 """
@@ -26,6 +28,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_SCRIPT = REPO / "train_iris.py"
+SCORE_SCRIPT = REPO / "examples" / "score_iris.py"
+SERVICE_NAME = "sklearn-iris-svc"
+IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 
 
 def prepare_workdir(workdir: Path, clock: str) -> None:
@@ -72,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="working folder (config.json, project and data folders)")
     parser.add_argument("--clock", default="scaled:60",
                         help="workspace clock written to a new config.json (default scaled:60)")
+    parser.add_argument("--keep-service", action="store_true",
+                        help=f"leave the web service {SERVICE_NAME} running at the end")
+    parser.add_argument("--docker", action="store_true",
+                        help="run the job in a Docker container (SKLearn(use_docker=True); needs "
+                             "a Docker engine and `simml docker build-base`, see docs/docker.md)")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s:%(name)s:%(message)s")  # Azure's warning lines
 
@@ -131,9 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         "--penalty": 1.0,
         "--data-folder": datastore.path("iris").as_mount(),
     }
+    # --docker passes use_docker=True explicitly; the doc's implicit default runs a process.
+    docker = {"use_docker": True} if args.docker else {}
     estimator = SKLearn(source_directory=project_folder, script_params=script_params,
                         compute_target=compute_target, entry_script="train_iris.py",
-                        pip_packages=["joblib"])
+                        pip_packages=["joblib"], **docker)
 
     # --- Submit, stream, read the metrics ---------------------------------------------------------
     run = experiment.submit(estimator)
@@ -148,6 +160,27 @@ def main(argv: list[str] | None = None) -> int:
     model = run.register_model(model_name="sklearn-iris", model_path="outputs/model.joblib")
     print(model.name, model.id, model.version, sep="\t")
     print(f"Registered model {model.name} version {model.version}")
+
+    # --- Deploy the model as a local web service, score two rows --------------------------------
+    from simml.core.model import InferenceConfig, Model
+    from simml.core.webservice import LocalWebservice
+    shutil.copy(SCORE_SCRIPT, os.path.join(project_folder, "score.py"))
+    inference_config = InferenceConfig(entry_script="score.py", source_directory=project_folder,
+                                       environment=run.get_environment())
+    deployment_config = LocalWebservice.deploy_configuration(port=None)
+    deploy_start = time.monotonic()
+    service = Model.deploy(ws, SERVICE_NAME, [model], inference_config, deployment_config,
+                           overwrite=True)
+    service.wait_for_deployment(show_output=True)
+    predictions = service.run(json.dumps({"data": IRIS_ROWS}))
+    print(f"Scored {len(IRIS_ROWS)} rows at {service.scoring_uri}: {predictions} "
+          f"(deploy to first score {time.monotonic() - deploy_start:.1f} s)")
+    if args.keep_service:
+        print(f"The service keeps running: `simml service list`; delete it with "
+              f"`simml service delete {SERVICE_NAME}`")
+    else:
+        service.delete()
+        print(f"Deleted service {SERVICE_NAME}")
     return 0
 
 

@@ -689,6 +689,137 @@ def run_download(run_id: str, prefix: str | None, output: str) -> None:
                f"to {output}")
 
 
+# --- sweep -------------------------------------------------------------------------------------
+
+@cli.group()
+def sweep() -> None:
+    """Look at HyperDrive sweeps: trials, parameters, early stops, the best run."""
+
+
+def _sweep_run(run_id: str) -> Any:
+    from simml.train.hyperdrive.run import HyperDriveRun
+    ws = _state().workspace()
+    return HyperDriveRun(ws.get_run(run_id).experiment, run_id)
+
+
+@sweep.command("show")
+@click.argument("run_id")
+@json_option
+def sweep_show(run_id: str) -> None:
+    """A sweep's trials (parameters, status, best primary metric) and its best run.
+
+    Example: simml sweep show HD_0b6c...
+    """
+    from simml.train.hyperdrive.exceptions import PrimaryMetricNotFoundException
+    hd = _sweep_run(run_id)
+    info = hd._refresh()
+    settings = hd._sweep()
+    trials = hd.trials()
+    try:
+        best = hd.get_best_run_by_primary_metric()
+        best_id, best_problem = (best.id if best is not None else None), None
+    except PrimaryMetricNotFoundException as exc:
+        best_id, best_problem = None, exc.message
+    best_trial = next((t for t in trials if t.run_id == best_id), None)
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.status] = counts.get(t.status, 0) + 1
+    doc = {"id": info.id, "experiment": info.experiment_name, "status": info.status,
+           "target": info.target, "primary_metric": settings.get("primaryMetricName"),
+           "goal": settings.get("primaryMetricGoal"),
+           "sampling": (settings.get("generator") or {}).get("name"),
+           "seed": ((settings.get("generator") or {}).get("properties") or {}).get("rngSeed"),
+           "policy": (settings.get("policy") or {}),
+           "max_total_runs": settings.get("maxTotalRuns"),
+           "max_concurrent_runs": settings.get("maxConcurrentRuns"),
+           "counts": counts, "error": info.error,
+           "best_run_id": best_id,
+           "best_primary_metric": best_trial.best_primary_metric if best_trial else None,
+           "best_problem": best_problem,
+           "trials": [{"number": t.number, "run_id": t.run_id, "status": t.status,
+                       "hyperparameters": t.hyperparameters,
+                       "best_primary_metric": t.best_primary_metric, "intervals": t.intervals,
+                       "error": t.error} for t in trials]}
+    if _state().as_json:
+        emit_json(doc)
+        return
+    policy = doc["policy"]
+    policy_text = policy.get("name", "Default") + (
+        f" {_pairs(policy['properties'])}" if policy.get("properties") else "")
+    fields: list[tuple[str, Any]] = [
+        ("Sweep", doc["id"]), ("Experiment", doc["experiment"]), ("Status", doc["status"]),
+        ("Target", doc["target"]),
+        ("Primary metric", f"{doc['primary_metric']} ({doc['goal']})"),
+        ("Sampling", doc["sampling"] + (f", seed {doc['seed']}" if doc["seed"] is not None
+                                        else "")),
+        ("Policy", policy_text),
+        ("Trials", f"{len(trials)} of {doc['max_total_runs']} (at most "
+                   f"{doc['max_concurrent_runs']} at a time): "
+                   + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none yet")),
+        ("Best run", f"{best_id} ({doc['primary_metric']} = {_short(doc['best_primary_metric'])})"
+         if best_id else best_problem),
+    ]
+    if info.error:
+        error = info.error.get("error", info.error) if isinstance(info.error, dict) else {}
+        fields.append(("Error", f"{error.get('code', '')}: {error.get('message', '')}"))
+    emit_fields(fields)
+    click.echo("")
+    emit_table(["TRIAL", "RUN ID", "STATUS", "PARAMETERS", doc["primary_metric"] or "METRIC",
+                "INTERVALS", "NOTE"],
+               [[t["number"], t["run_id"], t["status"],
+                 " ".join(f"{k}={_short(v, 24)}" for k, v in t["hyperparameters"].items()),
+                 _short(t["best_primary_metric"]), t["intervals"],
+                 ("best" if t["run_id"] == best_id else "")
+                 + (_short(t["error"], 70) if t["error"] else "")]
+                for t in doc["trials"]],
+               "No trials yet.")
+
+
+@sweep.command("what-if")
+@click.argument("run_id")
+@click.option("--policy", "policy_name", required=True,
+              type=click.Choice(["bandit", "median", "truncation", "none"], case_sensitive=False),
+              help="The policy to replay the sweep under.")
+@click.option("--slack-factor", type=float, help="BanditPolicy slack_factor.")
+@click.option("--slack-amount", type=float, help="BanditPolicy slack_amount.")
+@click.option("--truncation-percentage", type=int, help="TruncationSelectionPolicy percentage.")
+@click.option("--evaluation-interval", type=int, default=1, show_default=True)
+@click.option("--delay-evaluation", type=int, default=0, show_default=True)
+@json_option
+def sweep_what_if(run_id: str, policy_name: str, slack_factor: float | None,
+                  slack_amount: float | None, truncation_percentage: int | None,
+                  evaluation_interval: int, delay_evaluation: int) -> None:
+    """Replay a finished sweep's metric histories under another policy (nothing is re-run).
+
+    Example: simml sweep what-if HD_0b6c... --policy bandit --slack-factor 0.1
+    """
+    from simml.train.hyperdrive import policy as p
+    name = policy_name.lower()
+    if name == "bandit":
+        chosen: Any = p.BanditPolicy(evaluation_interval, slack_factor, slack_amount,
+                                     delay_evaluation)
+    elif name == "median":
+        chosen = p.MedianStoppingPolicy(evaluation_interval, delay_evaluation)
+    elif name == "truncation":
+        if truncation_percentage is None:
+            raise click.UsageError("--policy truncation needs --truncation-percentage.")
+        chosen = p.TruncationSelectionPolicy(truncation_percentage, evaluation_interval,
+                                             delay_evaluation)
+    else:
+        chosen = p.NoTerminationPolicy()
+    report = _sweep_run(run_id).what_if(chosen)
+    if _state().as_json:
+        emit_json({"policy": report.policy, "trials": [t.__dict__ for t in report.trials],
+                   "stopped": [t.number for t in report.stopped],
+                   "saved_intervals": report.saved_intervals,
+                   "total_intervals": report.total_intervals,
+                   "saved_seconds": report.saved_seconds, "truncated": list(report.truncated),
+                   "best_trial_before": report.best_trial_before,
+                   "best_trial_after": report.best_trial_after})
+        return
+    click.echo(report.summary())
+
+
 # --- model -------------------------------------------------------------------------------------
 
 @cli.group()
@@ -906,6 +1037,188 @@ def datastore_download(name: str, target_dir: str, prefix: str | None, overwrite
                    "downloaded": count})
         return
     click.echo(f"Downloaded {count} file{'s' if count != 1 else ''} from {name} to {target_dir}")
+
+
+# --- runtimes: the workspace's runtime and Docker ------------------------------------------------
+
+@workspace.command("runtime")
+@click.argument("runtime", required=False, type=click.Choice(["process", "docker"]))
+@json_option
+def workspace_runtime(runtime: str | None) -> None:
+    """Show, or set, the workspace's default runtime (process or docker).
+
+    A run's explicit use_docker / environment.docker.enabled, then its compute target's runtime,
+    come first. Setting docker does not check for an engine; a Docker run without one fails in
+    Preparing, saying how to start one.
+
+    Example: simml workspace runtime docker
+    """
+    ws = _state().workspace(None)
+    if runtime is not None:
+        ws.set_runtime(runtime)
+    value = ws.runtime
+    if _state().as_json:
+        emit_json({"workspace": ws.name, "runtime": value})
+        return
+    click.echo(f"Workspace {ws.name!r} runtime: {value}")
+
+
+@cli.group()
+def docker() -> None:
+    """The Docker runtime of the local backend (docs/docker.md)."""
+
+
+@docker.command("build-base")
+@click.option("--tag", default=None, metavar="NAME:TAG",
+              help="Image name (default: simml-base:<simml version>, what runs use).")
+@click.option("--method", type=click.Choice(["hostpkg", "debootstrap"]), default="hostpkg",
+              show_default=True,
+              help="hostpkg: copy the host's own Debian python3 packages (no download, ~30 s); "
+                   "debootstrap: a minimal Debian from the apt mirror (~90 s).")
+@json_option
+def docker_build_base(tag: str | None, method: str) -> None:
+    """Build simml's Docker base image without any container registry.
+
+    A Debian root filesystem with Python 3 plus scikit-learn, numpy, scipy, joblib and
+    threadpoolctl at this host's versions (models unpickle both ways), imported into the local
+    Docker engine. Needs a running engine (root, or access to its socket).
+
+    Example: simml docker build-base
+    """
+    from simml.plugins import load_backend
+    from simml.settings import backend_name
+    state = _state()
+    backend = load_backend(backend_name())
+    log = (lambda line: None) if state.as_json else (lambda line: click.echo(line, err=True))
+    image_id = backend.docker_build_base(tag, method, log)
+    if state.as_json:
+        emit_json({"image_id": image_id, "tag": tag, "method": method})
+        return
+    click.echo(f"Built {image_id}")
+
+
+# --- service -----------------------------------------------------------------------------------
+
+@cli.group()
+def service() -> None:
+    """List deployed web services, read their logs, delete them."""
+
+
+def _service_doc(svc: Any) -> dict[str, Any]:
+    info = svc._info
+    return {"name": svc.name, "compute_type": svc.compute_type, "state": svc.state,
+            "scoring_uri": svc.scoring_uri, "swagger_uri": svc.swagger_uri, "port": info.port,
+            "models": [f"{n}:{v}" for n, v in info.models], "auth_enabled": svc.auth_enabled,
+            "server": info.server, "created": svc.created_time, "updated": svc.updated_time,
+            "error": svc.error}
+
+
+def _get_service(name: str) -> Any:
+    from simml.core.webservice import Webservice
+    return Webservice(_state().workspace(), name)
+
+
+@service.command("list")
+@click.option("--compute-type", type=click.Choice(["Local", "ACI"], case_sensitive=False),
+              help="Only services of this type.")
+@json_option
+def service_list(compute_type: str | None) -> None:
+    """Web services of the workspace, with their state (looked at now).
+
+    Example: simml service list
+    """
+    from simml.core.webservice import Webservice
+    docs = [_service_doc(s) for s in Webservice.list(_state().workspace(),
+                                                      compute_type=compute_type)]
+    if _state().as_json:
+        emit_json(docs)
+        return
+    emit_table(["NAME", "TYPE", "STATE", "SCORING URI", "MODELS", "UPDATED"],
+               [[d["name"], d["compute_type"], d["state"], d["scoring_uri"],
+                 ", ".join(d["models"]), _when(d["updated"])] for d in docs],
+               "No web services.")
+
+
+@service.command("show")
+@click.argument("name")
+@json_option
+def service_show(name: str) -> None:
+    """Details of a web service.
+
+    Example: simml service show iris-svc
+    """
+    doc = _service_doc(_get_service(name))
+    if _state().as_json:
+        emit_json(doc)
+        return
+    error = doc["error"] or {}
+    emit_fields([
+        ("Service", doc["name"]), ("Type", doc["compute_type"]), ("State", doc["state"]),
+        ("Scoring URI", doc["scoring_uri"]), ("Swagger URI", doc["swagger_uri"]),
+        ("Models", ", ".join(doc["models"]) or None), ("Auth", "keys" if doc["auth_enabled"]
+                                                       else "none"),
+        ("Server", doc["server"]), ("Created", _when(doc["created"])),
+        ("Updated", _when(doc["updated"])),
+        ("Error", error.get("message")),
+    ])
+
+
+@service.command("logs")
+@click.argument("name")
+@click.option("--lines", "-n", "num_lines", type=click.IntRange(min=0), default=5000,
+              show_default=True, help="How many of the last lines.")
+@json_option
+def service_logs(name: str, num_lines: int) -> None:
+    """The last lines of a web service's log (server output, init()/run() tracebacks).
+
+    Example: simml service logs iris-svc -n 50
+    """
+    svc = _get_service(name)
+    text = svc.get_logs(num_lines)
+    if _state().as_json:
+        emit_json({"name": svc.name, "state": svc.state, "logs": text})
+        return
+    click.echo(text, nl=False)
+
+
+@service.command("delete")
+@click.argument("name")
+@json_option
+def service_delete(name: str) -> None:
+    """Stop a web service and remove it from the workspace.
+
+    Example: simml service delete iris-svc
+    """
+    svc = _get_service(name)
+    svc.delete()
+    if _state().as_json:
+        emit_json({"name": name, "deleted": True})
+        return
+    click.echo(f"Deleted service {name}")
+
+
+# --- serve (the Azure ML emulator) --------------------------------------------------------------
+
+@cli.command("serve")
+@click.option("--port", "-p", type=click.IntRange(min=0, max=65535), default=8765,
+              show_default=True, help="Port to listen on (0: any free port).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--workspace", "serve_workspace", metavar="NAME",
+              help="Workspace to serve (same as the group's --workspace).")
+@click.option("--request-log", metavar="FILE", help="Append every request (JSON lines) here.")
+@click.option("--write-config", metavar="DIR",
+              help="Write DIR/.azureml/config.json for the real azureml client.")
+def serve(port: int, host: str, serve_workspace: str | None, request_log: str | None,
+          write_config: str | None) -> None:
+    """Serve the workspace over the Azure ML v1 REST protocol, for the unmodified azureml-core
+    client (docs/emulator.md). The key is read from SIMML_EMULATOR_KEY, else made and printed.
+
+    Example: simml serve --port 8765 --write-config .
+    """
+    from simml.emulator.server import serve as run_server
+    ws = _state().workspace(serve_workspace)
+    run_server(ws, host, port, request_log, write_config,
+               echo=lambda line: click.echo(line, nl=True) or sys.stdout.flush())
 
 
 # --- entry point -------------------------------------------------------------------------------

@@ -370,3 +370,71 @@ class RunObservation:
     cursor: int = 0
     compute: ComputeStatus | None = None
     error: dict[str, Any] | None = None
+
+
+# --- web services (deployment) ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ServiceDeployment:
+    """A request to deploy (or redeploy) a web service: everything the backend needs, validated.
+
+    ``source_items`` are the client's files of the app (the inference config's source directory,
+    or the entry script alone) with their paths inside the app root; ``entry_script`` is the
+    script's path inside the app root. ``models`` are ``(name, version)`` pairs of registered
+    models. ``environment`` is an environment definition (``Environment._definition()``), or None
+    for the interpreter simml runs on. ``server`` is ``"simml"`` (simml's own scoring server) or
+    ``"azmlinfsrv"`` (``azureml-inference-server-http``). ``config`` is the deployment
+    configuration as Azure serialises it (``cpu_cores``, ``memory_gb``, ...) and
+    ``inference_config`` the inference configuration's (``entry_script``, ``source_directory``,
+    ...), kept so that ``reload()`` and ``update()`` can redeploy.
+    """
+
+    name: str
+    compute_type: str
+    entry_script: str
+    source_items: tuple[UploadItem, ...]
+    models: tuple[tuple[str, int], ...] = ()
+    environment: dict[str, Any] | None = None
+    port: int | None = None
+    auth_enabled: bool = False
+    primary_key: str | None = None
+    secondary_key: str | None = None
+    server: str = "simml"
+    worker_count: int = 1
+    config: dict[str, Any] = field(default_factory=dict)
+    inference_config: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+    description: str | None = None
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """A web service as the backend knows it after one look (its state refreshed).
+
+    ``state`` is one of the local states ``deploying``, ``running``, ``failed``, ``deleted``
+    (the ACI facade maps them to Azure's cloud states). ``error`` explains a failure
+    (``{"code": ..., "message": ...}``). ``runtime`` says where the service process runs
+    (``"process"``; ``"docker"`` when a container runtime serves it).
+    """
+
+    name: str
+    compute_type: str
+    state: str
+    port: int | None
+    scoring_uri: str | None
+    swagger_uri: str | None
+    created_time: datetime
+    updated_time: datetime
+    models: tuple[tuple[str, int], ...] = ()
+    auth_enabled: bool = False
+    server: str = "simml"
+    runtime: str = "process"
+    error: dict[str, Any] | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    inference_config: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+    description: str | None = None

@@ -116,6 +116,11 @@ class RunConfigurationException(AzureMLException):
     """A run configuration (script, arguments, environment) is invalid."""
 
 
+class DockerEngineException(AzureMLException):
+    """The Docker runtime was asked for and no Docker engine answers, or the engine was lost while
+    a run's container ran; the message says how to start one."""
+
+
 class RunEnvironmentException(AzureMLException):
     """``Run.get_context(allow_offline=False)`` was called outside a submitted run."""
 
@@ -129,7 +134,17 @@ class TrainingException(AzureMLException):
 
 
 class WebserviceException(AzureMLException):
-    """A model-management or web-service operation failed (Azure uses it for model names too)."""
+    """A model-management or web-service operation failed (Azure uses it for model names too).
+
+    ``status_code`` is the HTTP status of a failed scoring call, else None."""
+
+    @property
+    def status_code(self) -> int | None:
+        return self.details.get("status_code")
+
+
+class WebserviceNotFoundException(WebserviceException, NotFoundException):
+    """A web service that was asked for does not exist in the workspace."""
 
 
 class InvalidTransition(AzureMLException):

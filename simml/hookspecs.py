@@ -44,6 +44,8 @@ if TYPE_CHECKING:
         RunHandle,
         RunObservation,
         RunSubmission,
+        ServiceDeployment,
+        ServiceInfo,
         TransferResult,
         UploadItem,
         WorkspaceInfo,
@@ -117,6 +119,40 @@ def simml_clock_set(workspace: WorkspaceInfo, setting: str) -> ClockState | None
 @hookspec(firstresult=True)
 def simml_clock_advance(workspace: WorkspaceInfo, seconds: float) -> ClockState | None:
     """Move a manual clock forward (``seconds`` >= 0); other kinds raise.
+
+    Stops at first non-None result.
+    """
+
+
+# --- runtimes: how a run's job is executed ------------------------------------------------------
+
+@hookspec(firstresult=True)
+def simml_runtime_get(workspace: WorkspaceInfo) -> str | None:
+    """The workspace's default runtime for submitted runs: ``"process"`` (a fresh workspace) or
+    ``"docker"``. A run's explicit ``use_docker`` / ``environment.docker.enabled`` and its compute
+    target's runtime come first (docs/docker.md).
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_runtime_set(workspace: WorkspaceInfo, runtime: str) -> str | None:
+    """Set the workspace's default runtime (``"process"`` or ``"docker"``; anything else raises
+    ``InvalidValueException``). Does not probe for a Docker engine: a Docker run without one fails
+    in Preparing, saying how to start one.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_docker_build_base(tag: str | None, method: str, log: Any) -> str | None:
+    """Build simml's Docker base image (default tag ``simml-base:<simml version>``) without any
+    container registry: a root filesystem (``method`` ``"hostpkg"``: the host's own Debian python3
+    packages; ``"debootstrap"``: a minimal Debian) plus scikit-learn, numpy, scipy and joblib at
+    the host's versions, imported into the local engine. Streams progress lines to ``log``;
+    returns the image id. A backend without a Docker runtime does not answer.
 
     Stops at first non-None result.
     """
@@ -376,6 +412,99 @@ def simml_stage_postprocess(context: StageContext, result: ExecutionResult, log:
                             ) -> bool | None:
     """Finalizing ("post-processing"): copy ``./outputs`` and ``./logs`` into run history and
     release the node. Runs even when execution failed, so logs are kept.
+
+    Stops at first non-None result.
+    """
+
+
+# --- web services (deployment) ---------------------------------------------------------------------
+
+@hookspec(firstresult=True)
+def simml_service_deploy(workspace: WorkspaceInfo, deployment: ServiceDeployment, log: Any
+                         ) -> ServiceInfo | None:
+    """Deploy a web service: lay out its app and models, prepare its environment, start it.
+
+    Returns once the service process is started (state ``deploying``); ``simml_service_wait``
+    waits for its health. An existing service of the same name is replaced when
+    ``deployment.overwrite`` is set or it is a local service (Azure's ``LocalWebservice`` always
+    replaces), otherwise ``WebserviceException``.
+
+    :param log: a callable taking one line of text (the environment build's output).
+    :raises WebserviceException: the port is in use, the name is taken, the app cannot be laid out.
+    :raises ModelNotFoundException: a model that is not registered.
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_service_get(workspace: WorkspaceInfo, name: str) -> ServiceInfo | None:
+    """One look at a service: its record with the state refreshed (a dead process makes it
+    ``failed``; a healthy deploying one ``running``).
+
+    :raises WebserviceException: no such service.
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_service_list(workspace: WorkspaceInfo) -> list[ServiceInfo] | None:
+    """Every service of the workspace (deleted ones excluded), states refreshed, by name.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_service_wait(workspace: WorkspaceInfo, name: str, timeout_seconds: float
+                       ) -> ServiceInfo | None:
+    """Wait until the service leaves ``deploying`` (healthy: ``running``; its process gone:
+    ``failed``) or the timeout passes; return its last look.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_service_logs(workspace: WorkspaceInfo, name: str, num_lines: int) -> str | None:
+    """The last ``num_lines`` lines of the service's log (server output, ``init()`` and ``run()``
+    tracebacks, the environment build). Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_service_update(workspace: WorkspaceInfo, name: str, deployment: ServiceDeployment,
+                         log: Any) -> ServiceInfo | None:
+    """Redeploy an existing service from ``deployment`` (fresh copies of the code and models, the
+    environment prepared again, which is a cache hit when it did not change), keeping its name,
+    keys, port unless a new one is given, and creation time. ``reload()`` and ``update()``.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_service_delete(workspace: WorkspaceInfo, name: str) -> bool | None:
+    """Stop the service's process and remove it (state ``deleted``; its folder is removed).
+
+    :raises WebserviceException: no such service.
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_service_get_keys(workspace: WorkspaceInfo, name: str) -> tuple[str, str] | None:
+    """The service's ``(primary, secondary)`` keys.
+
+    :raises WebserviceException: no such service, or its auth is not enabled.
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_service_regen_key(workspace: WorkspaceInfo, name: str, key: str, set_key: str | None
+                            ) -> tuple[str, str] | None:
+    """Replace the ``'Primary'`` or ``'Secondary'`` key (with ``set_key`` or a new random one);
+    the running service accepts the new key and refuses the old one at once. Returns both keys.
 
     Stops at first non-None result.
     """

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
         RunHandle,
         RunObservation,
         RunSubmission,
+        ServiceDeployment,
+        ServiceInfo,
         TransferResult,
         UploadItem,
         WorkspaceInfo,
@@ -138,6 +140,16 @@ class Backend:
 
     def clock_advance(self, workspace: WorkspaceInfo, seconds: float) -> ClockState:
         return self._call("simml_clock_advance", workspace=workspace, seconds=seconds)
+
+    # --- runtimes ------------------------------------------------------------------------------
+    def runtime_get(self, workspace: WorkspaceInfo) -> str:
+        return self._call("simml_runtime_get", workspace=workspace)
+
+    def runtime_set(self, workspace: WorkspaceInfo, runtime: str) -> str:
+        return self._call("simml_runtime_set", workspace=workspace, runtime=runtime)
+
+    def docker_build_base(self, tag: str | None, method: str, log: Any) -> str:
+        return self._call("simml_docker_build_base", tag=tag, method=method, log=log)
 
     # --- run history -------------------------------------------------------------------------
     def history_open(self, workspace: WorkspaceInfo) -> RunHistoryStore:
@@ -269,3 +281,40 @@ class Backend:
 
     def stage_postprocess(self, context: StageContext, result: ExecutionResult, log: Any) -> bool:
         return self._call("simml_stage_postprocess", context=context, result=result, log=log)
+
+    # --- web services ----------------------------------------------------------------------------
+    def service_deploy(self, workspace: WorkspaceInfo, deployment: ServiceDeployment, log: Any
+                       ) -> ServiceInfo:
+        return self._call("simml_service_deploy", workspace=workspace, deployment=deployment,
+                          log=log)
+
+    def service_get(self, workspace: WorkspaceInfo, name: str) -> ServiceInfo:
+        return self._call("simml_service_get", workspace=workspace, name=name)
+
+    def service_list(self, workspace: WorkspaceInfo) -> list[ServiceInfo]:
+        return self._call("simml_service_list", workspace=workspace)
+
+    def service_wait(self, workspace: WorkspaceInfo, name: str, timeout_seconds: float
+                     ) -> ServiceInfo:
+        return self._call("simml_service_wait", workspace=workspace, name=name,
+                          timeout_seconds=timeout_seconds)
+
+    def service_logs(self, workspace: WorkspaceInfo, name: str, num_lines: int) -> str:
+        return self._call("simml_service_logs", workspace=workspace, name=name,
+                          num_lines=num_lines)
+
+    def service_update(self, workspace: WorkspaceInfo, name: str, deployment: ServiceDeployment,
+                       log: Any) -> ServiceInfo:
+        return self._call("simml_service_update", workspace=workspace, name=name,
+                          deployment=deployment, log=log)
+
+    def service_delete(self, workspace: WorkspaceInfo, name: str) -> bool:
+        return self._call("simml_service_delete", workspace=workspace, name=name)
+
+    def service_get_keys(self, workspace: WorkspaceInfo, name: str) -> tuple[str, str]:
+        return self._call("simml_service_get_keys", workspace=workspace, name=name)
+
+    def service_regen_key(self, workspace: WorkspaceInfo, name: str, key: str,
+                          set_key: str | None) -> tuple[str, str]:
+        return self._call("simml_service_regen_key", workspace=workspace, name=name, key=key,
+                          set_key=set_key)

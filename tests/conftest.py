@@ -59,3 +59,44 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+# --- the Docker runtime's tests ------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """A Docker SDK client of a running engine that has simml's base image. Skips with the reason
+    when there is none, except under CI (the ``CI`` variable), where that is a failure."""
+    reason = None
+    try:
+        import docker
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure: no engine here
+        reason = (f"no Docker engine answers ({' '.join(str(exc).split())[:200]}); start one: "
+                  "docs/docker.md (`bash .ci/docker-setup.sh`)")
+    else:
+        from simml_local.docker_images import default_base_tag
+        try:
+            client.images.get(default_base_tag())
+        except docker.errors.ImageNotFound:
+            reason = (f"the Docker engine has no {default_base_tag()}: build it with "
+                      "`simml docker build-base`")
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set, so the Docker tests must run, but {reason}")
+        pytest.skip(reason)
+    return client
+
+
+@pytest.fixture
+def docker_client(docker_engine, simml_home: Path):
+    """``docker_engine`` for one test; the containers of the test's SIMML_HOME are removed at
+    teardown (a failed test may leave one running)."""
+    yield docker_engine
+    for container in docker_engine.containers.list(
+            all=True, filters={"label": [f"simml.home={simml_home}"]}):
+        try:
+            container.remove(force=True)
+        except Exception:  # noqa: BLE001 - gone meanwhile
+            pass

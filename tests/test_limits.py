@@ -149,6 +149,39 @@ def test_cgroup_job_under_the_limit_runs_in_its_group(how: str) -> None:
 
 
 @needs_cgroups
+def test_a_nice_runner_makes_its_jobs_groups_nice() -> None:
+    """A group competes as one entity of its own weight, so the runner's nice value goes into
+    the job's group (``nice simml ...`` must not leave the jobs at full priority)."""
+    probe = textwrap.dedent('''
+        import os, sys
+        os.nice(int(sys.argv[1]))
+        from simml_local.limits import JobLimits
+        limits = JobLimits.for_job("nice-" + sys.argv[1], 1, 256 * 2**20, mode="cgroup")
+        try:
+            if limits.kind == "cgroup-v1":
+                print(open(limits.cpu_group / "cpu.shares").read().strip())
+            elif (limits.memory_group / "cpu.weight.nice").exists():
+                print(open(limits.memory_group / "cpu.weight.nice").read().strip())
+            else:
+                print("absent")
+        finally:
+            limits.cleanup()
+    ''')
+    values = {}
+    for nice in (0, 5):
+        done = subprocess.run([sys.executable, "-c", probe, str(nice)], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        if done.stdout.strip() == "absent":
+            pytest.skip("cgroup v2 without the cpu controller delegated: no cpu.weight.nice")
+        values[nice] = int(done.stdout.strip())
+    if CGROUP_KIND == "cgroup-v1":
+        assert values == {0: 1024, 5: 335}  # the kernel's weights for nice 0 and 5
+    else:
+        assert values == {0: 0, 5: 5}
+
+
+@needs_cgroups
 def test_cgroup_cleanup_moves_leftover_tasks_out() -> None:
     limits = JobLimits.for_job("cg-leftover", 1, LIMIT, mode="cgroup")
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],

@@ -35,6 +35,10 @@ def test_seed_runs_end_to_end_twice(simml_home: Path, tmp_path: Path) -> None:
     assert "Execution Summary" in first
     assert re.search(r"\{'Kernel type': 'linear', 'Penalty': 1\.0, 'Accuracy': 0\.9\d*\}", first)
     assert "Registered model sklearn-iris version 1" in first
+    # the last step: the model deployed as a local web service, two rows scored, service deleted
+    assert "Local webservice is running at http://localhost:" in first
+    assert re.search(r"Scored 2 rows at http://localhost:\d+/score: \[0, 2\]", first)
+    assert "Deleted service sklearn-iris-svc" in first
     assert "[clock] run finished: simulated" in first
 
     workdir = tmp_path / "seed-work"
@@ -45,6 +49,7 @@ def test_seed_runs_end_to_end_twice(simml_home: Path, tmp_path: Path) -> None:
     second = run_seed(tmp_path)
     assert "Found existing compute target" in second
     assert "Registered model sklearn-iris version 2" in second
+    assert re.search(r"Scored 2 rows at http://localhost:\d+/score: \[0, 2\]", second)
     assert "'Accuracy': 0.9" in second
 
     from simml.core import Model, Workspace
@@ -52,3 +57,5 @@ def test_seed_runs_end_to_end_twice(simml_home: Path, tmp_path: Path) -> None:
     assert Model(ws, "sklearn-iris").version == 2
     assert ws.clock.kind == "scaled"
     assert [r.status for r in ws.experiments["sklearn-iris"].get_runs()] == ["Completed"] * 2
+    from simml.core.webservice import Webservice
+    assert Webservice.list(ws) == []          # the seed deletes its service

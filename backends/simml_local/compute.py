@@ -89,7 +89,7 @@ COMPUTE_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{1,15}$")
 RESERVED_NAMES = ("amlcompute", "local", "containerinstance")
 _EXTRA_KEYS = ("description", "tags", "location", "admin_username", "vnet_resourcegroup_name",
                "vnet_name", "subnet_name", "remote_login_port_public_access", "identity_type",
-               "identity_id", "enable_node_public_ip")
+               "identity_id", "enable_node_public_ip", "runtime")
 
 
 def not_found(name: str) -> ComputeTargetException:
@@ -348,6 +348,9 @@ class LocalCompute:
             raise ComputeTargetException(
                 f"The local backend creates only AmlCompute clusters, not {compute_type!r}.")
         size = find_vm_size(config.get("vm_size") or DEFAULT_VM_SIZE)
+        if config.get("runtime") is not None:  # simml: the runtime of this target's runs
+            from simml_local.docker_runtime import check_runtime
+            check_runtime(config["runtime"], "compute runtime")
         cluster_config = ClusterConfig(
             vm_size=size.name, vm_priority=config.get("vm_priority") or "dedicated",
             min_nodes=_int_setting(config, "min_nodes", 0),

@@ -78,7 +78,8 @@ class Runner:
     def cancel(self) -> None:
         if self.machine.status not in (RunStatus.CancelRequested, *TERMINAL):
             self.transition(CancelRequested())
-        self.transition(Canceled())
+        # why, when the canceller said (a sweep's early-termination policy)
+        self.transition(Canceled(), self.local.cancel_error(self.workspace, self.run_id))
         self.log("Run canceled.")
 
     def run(self) -> None:
@@ -123,6 +124,9 @@ class Runner:
 
 def drive(backend: Backend, local: LocalBackend, workspace: Any, run_id: str) -> None:
     """Run one submitted run to a terminal status; a stage that blows up fails the run."""
+    from simml_local.sweep import drive_sweep, is_sweep
+    if is_sweep(local, workspace, run_id):  # a HyperDrive parent: the sweep loop
+        return drive_sweep(backend, local, workspace, run_id)
     runner = Runner(backend, local, workspace, run_id)
     try:
         runner.run()

@@ -116,6 +116,9 @@ CONDA_IGNORED: dict[str, str] = {
 """Conda packages skipped with a note: they exist in conda only to build its own Python."""
 
 SKIPPED_PIP_PREFIXES = ("azureml-", "azureml")
+KEPT_AZUREML_PACKAGES = ("azureml-inference-server-http",)
+"""``azureml-*`` packages that are installed anyway: the inference server is a real server, which
+web services can run on (``docs/deployment.md``), not part of the SDK simml replaces."""
 
 
 # --- registry -------------------------------------------------------------------------------------------
@@ -516,7 +519,8 @@ def resolve_spec(definition: dict[str, Any], source_dir: Path | None = None,
             options.append(normalised)
             continue
         name = pip_requirement_name(normalised) or ""
-        if name.startswith(SKIPPED_PIP_PREFIXES) or name == "simml":
+        if (name.startswith(SKIPPED_PIP_PREFIXES) and name not in KEPT_AZUREML_PACKAGES) \
+                or name == "simml":
             notes.append(f"pip package {entry!r} is not installed: simml's job side provides "
                          "the run API in every environment")
             continue

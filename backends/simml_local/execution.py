@@ -130,8 +130,9 @@ class LocalExecution:
         log_path.touch()
         store = self.store(workspace)
         store.register_file(submission.run_id, DRIVER_LOG)
-        if submission.target != "local":
-            # The queue position is taken at submit, so runs start in submission order whatever
+        if submission.target != "local" and "hyperdrive" not in submission.definition:
+            # (a sweep's parent takes no node: its loop runs in the runner, its children
+            # queue.) The queue position is taken at submit, so runs start in submission order whatever
             # order their runners come up in.
             self.compute_queue_job(workspace, submission.target, submission.run_id)
         con = store.connection()
@@ -265,11 +266,39 @@ class LocalExecution:
         row = self.exec_row(workspace, run_id)
         return bool(row and row["cancel_requested"])
 
+    def cancel_with_error(self, workspace: WorkspaceInfo, run_id: str,
+                          error: dict[str, Any]) -> bool:
+        """Cancel a submitted run recording why: it ends Canceled with ``error`` (``{"error":
+        {...}}``), e.g. a sweep's early-termination policy. False if it had already ended."""
+        con = self.store(workspace).connection()
+        with write_transaction(con):
+            row = con.execute("SELECT detail FROM run_exec WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                return False
+            detail = json.loads(row[0]) if row[0] else {}
+            detail["cancelError"] = error
+            con.execute("UPDATE run_exec SET detail = ? WHERE run_id = ?",
+                        (json.dumps(detail), run_id))
+        try:
+            return bool(self.simml_run_cancel(workspace, run_id))
+        except UserErrorException:  # it ended meanwhile
+            return False
+
+    def cancel_error(self, workspace: WorkspaceInfo, run_id: str) -> dict[str, Any] | None:
+        """The error a cancel request recorded (``cancel_with_error``), if any."""
+        row = self.exec_row(workspace, run_id)
+        detail = json.loads(row["detail"]) if row and row["detail"] else {}
+        return detail.get("cancelError")
+
     # --- stages --------------------------------------------------------------------------------
     @hookimpl(trylast=True)
     def simml_stage_prepare(self, context: StageContext, log: Callable[[str], None]
                             ) -> PreparedEnvironment:
         environment = context.definition.get("environment") or {}
+        runtime, why = self.run_runtime(context)  # type: ignore[attr-defined] # runtimes.py
+        self.store(context.workspace).add_properties(context.run_id, {"simml.runtime": runtime})
+        if runtime == "docker":
+            return self.prepare_docker(context, log, why)  # type: ignore[attr-defined]
         if (environment.get("python") or {}).get("userManagedDependencies") is False:
             from simml_local.environments import EnvironmentBuilder
             return EnvironmentBuilder(self.home).prepare(  # type: ignore[attr-defined]
@@ -361,6 +390,9 @@ class LocalExecution:
             log(f"[running] {exc}")
             return ExecutionResult(exit_code=None, error={
                 "code": "DataReferenceNotFound", "message": f"{exc} The script was not started."})
+        if environment.runtime == "docker":  # the job runs in a container: docker_runtime.py
+            from simml_local.docker_runtime import execute_in_container
+            return execute_in_container(self, context, environment, allocation, log, references)
         arguments = [references.argument(a) for a in context.definition.get("arguments", [])]
         command = [environment.details.get("python", sys.executable),
                    context.definition["script"], *arguments]

@@ -406,6 +406,9 @@ class JobLimits:
             self.cpu_group = cpu
             period = int(_read(cpu / "cpu.cfs_period_us").strip() or 100000)
             _write(cpu / "cpu.cfs_quota_us", str(self.v_cpus * period))
+            nice = _own_nice()
+            if nice:  # a group competes as one task of weight cpu.shares: keep the runner's nice
+                _write(cpu / "cpu.shares", str(_NICE_TO_WEIGHT[nice + 20]))
         except (OSError, ValueError) as exc:
             self.notes.append(f"cpu cgroup failed ({getattr(exc, 'strerror', None) or exc})")
             if self.cpu_group is not None:
@@ -433,6 +436,9 @@ class JobLimits:
         if "cpu" in delegated:
             period = 100000
             _write(group / "cpu.max", f"{self.v_cpus * period} {period}")
+            nice = _own_nice()
+            if nice and (group / "cpu.weight.nice").exists():  # as v1's cpu.shares above
+                _write(group / "cpu.weight.nice", str(nice))
             self._cpu_how = f"cpu.max={self.v_cpus * period} {period}"
         else:
             self.notes.append("the cpu controller is not delegated")
@@ -548,6 +554,23 @@ class JobLimits:
                     pass
         except Exception:  # noqa: BLE001 - cleanup must never fail a run
             logger.exception("simml: run %s: cgroup cleanup failed", self.run_id)
+
+
+_NICE_TO_WEIGHT = (  # the kernel's sched_prio_to_weight, nice -20 .. 19
+    88761, 71755, 56483, 46273, 36291, 29154, 23254, 18705, 14949, 11916,
+    9548, 7620, 6100, 4904, 3906, 3121, 2501, 1991, 1586, 1277,
+    1024, 820, 655, 526, 423, 335, 272, 215, 172, 137,
+    110, 87, 70, 56, 45, 36, 29, 23, 18, 15)
+
+
+def _own_nice() -> int:
+    """This process's nice value (-20..19). A job in a cpu cgroup of its own competes with the
+    runner's siblings as one entity of the group's weight, whatever the job's own nice value, so
+    ``nice simml ...`` would otherwise not make its jobs nice."""
+    try:
+        return max(-20, min(19, os.getpriority(os.PRIO_PROCESS, 0)))
+    except OSError:
+        return 0
 
 
 _SHELL = "/bin/sh"

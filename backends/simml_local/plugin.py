@@ -28,6 +28,8 @@ from simml_local.environments import LocalEnvironments
 from simml_local.execution import LocalExecution
 from simml_local.files import atomic_write_bytes
 from simml_local.registry import LocalModelRegistry
+from simml_local.runtimes import LocalRuntimes
+from simml_local.services import LocalServices
 from simml_local.store import SqliteRunHistoryStore
 
 NAME = "local"
@@ -36,7 +38,7 @@ SEGMENT = re.compile(r"^[\w\-.()]{1,90}$")
 
 
 class LocalBackend(LocalModelRegistry, LocalDatastores, LocalClock, LocalExecution, LocalCompute,
-                   LocalEnvironments):
+                   LocalEnvironments, LocalServices, LocalRuntimes):
     """The embedded default backend."""
 
     def __init__(self, config: dict[str, Any] | None = None,

@@ -167,6 +167,26 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (name, version)
     ) WITHOUT ROWID;
     """,
+    # 5: web services (backends/simml_local/services.py): one row per deployed service, its
+    # process, its state and what it was deployed from
+    """
+    CREATE TABLE services (
+        name TEXT PRIMARY KEY,
+        compute_type TEXT NOT NULL,
+        state TEXT NOT NULL,
+        port INTEGER,
+        pid INTEGER,
+        process TEXT,
+        runtime TEXT NOT NULL DEFAULT 'process',
+        server TEXT NOT NULL DEFAULT 'simml',
+        deployment TEXT NOT NULL,
+        keys TEXT,
+        error TEXT,
+        created_time REAL NOT NULL,
+        updated_time REAL NOT NULL,
+        generation INTEGER NOT NULL DEFAULT 1
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

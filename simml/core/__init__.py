@@ -19,6 +19,7 @@ _EXPORTS = {
     "ScriptRunConfig": "simml.core.script_run_config",
     "RunConfiguration": "simml.core.runconfig",
     "ComputeTarget": "simml.core.compute",
+    "Webservice": "simml.core.webservice",
 }
 
 __all__ = sorted(_EXPORTS)

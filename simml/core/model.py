@@ -449,6 +449,86 @@ class Model:
             f"Model {model_name} not found in cache at {cache} or in current working directory "
             f"{os.getcwd()}{where}. For more info, set logging level to DEBUG.")
 
+    # --- deploying -----------------------------------------------------------------------------
+    @staticmethod
+    def deploy(workspace: "Workspace", name: str, models: list["Model"],
+               inference_config: "InferenceConfig | None" = None, deployment_config: Any = None,
+               deployment_target: Any = None, overwrite: bool = False,
+               show_output: bool = False) -> Any:
+        """Deploy ``models`` as the web service ``name`` (Azure's ``Model.deploy``).
+
+        ``deployment_config`` is ``LocalWebservice.deploy_configuration(port=None)`` (a process
+        on 127.0.0.1) or ``AciWebservice.deploy_configuration(...)`` (the same, with Azure's cloud
+        states and optional key auth; the default when None). Returns the ``LocalWebservice`` /
+        ``AciWebservice`` in state ``deploying`` / ``Transitioning``: call
+        ``wait_for_deployment()``. The environment is prepared (built once, then cached) before
+        this returns; ``show_output`` prints that build.
+
+        :raises WebserviceException: an invalid name or configuration, a port in use, a taken
+            name (ACI without ``overwrite``), an environment that cannot be built.
+        :raises ModelNotFound: a model that is not registered (a ``ModelNotFoundException``).
+        """
+        from simml.core.webservice.aci import AciServiceDeploymentConfiguration, AciWebservice
+        from simml.core.webservice.local import (
+            LocalWebservice,
+            LocalWebserviceDeploymentConfiguration,
+        )
+        from simml.core.webservice.webservice import inference_server, validate_service_name
+        _deploy_warning()
+        validate_service_name(name)
+        if deployment_target is not None:
+            raise WebserviceException("Error, deployment_target (an AKS cluster) is not "
+                                      "supported by simml: use LocalWebservice or AciWebservice "
+                                      "deploy configurations.")
+        if inference_config is None:
+            raise WebserviceException(
+                "Error, inference_config is required: no-code deployment (a model registered "
+                "with a framework and no entry script) only exists in the Azure cloud. Give "
+                "InferenceConfig(entry_script='score.py', environment=...).")
+        if not isinstance(inference_config, InferenceConfig):
+            raise WebserviceException("Error, inference_config must be an InferenceConfig, not "
+                                      f"{type(inference_config).__name__}.")
+        if deployment_config is None:
+            deployment_config = AciWebservice.deploy_configuration()
+        if isinstance(deployment_config, LocalWebserviceDeploymentConfiguration):
+            compute_type, cls, auth = "Local", LocalWebservice, False
+        elif isinstance(deployment_config, AciServiceDeploymentConfiguration):
+            compute_type, cls, auth = "ACI", AciWebservice, deployment_config.auth_enabled
+        else:
+            raise WebserviceException(
+                "Error, unsupported deployment configuration type "
+                f"{type(deployment_config).__name__}: use LocalWebservice.deploy_configuration() "
+                "or AciWebservice.deploy_configuration().")
+        deployment_config.validate_configuration()
+        model_refs = _deployed_models(workspace, models)
+        server = inference_server()
+        if server == "azmlinfsrv" and inference_config._runs_on_current_interpreter():
+            import importlib.util
+            if importlib.util.find_spec("azureml_inference_server_http") is None:
+                raise WebserviceException(
+                    "SIMML_INFERENCE_SERVER=azmlinfsrv needs azureml-inference-server-http in "
+                    "the service's environment, and this interpreter does not have it: pip "
+                    "install 'simml[inference]', or list azureml-inference-server-http in the "
+                    "environment's pip packages.")
+        aci = deployment_config if compute_type == "ACI" else None
+        config = dict(deployment_config._serialize())
+        deployment = inference_config._deployment(
+            name=name, compute_type=compute_type, models=model_refs,
+            port=getattr(deployment_config, "port", None), auth_enabled=auth, config=config,
+            tags=dict(getattr(aci, "tags", None) or {}),
+            properties=dict(getattr(aci, "properties", None) or {}),
+            description=getattr(aci, "description", None), server=server, worker_count=1,
+            overwrite=bool(overwrite), primary_key=getattr(aci, "primary_key", None),
+            secondary_key=getattr(aci, "secondary_key", None))
+        try:
+            info = workspace._backend.service_deploy(
+                workspace._info, deployment, print if show_output else _silent)
+        except ModelNotFoundException as exc:
+            if isinstance(exc, ModelNotFound):
+                raise
+            raise _not_found(exc) from None
+        return cls(workspace, name, _info=info)
+
     # --- changing ------------------------------------------------------------------------------
     def update(self, tags: dict[str, Any] | None = None, description: str | None = None,
                sample_input_dataset: Any = None, sample_output_dataset: Any = None,
@@ -680,3 +760,192 @@ def _context_workspace() -> "Workspace | None":
         return None
     experiment = getattr(run, "experiment", None)
     return getattr(experiment, "workspace", None)
+
+
+# --- deployment helpers ---------------------------------------------------------------------------
+
+def _silent(line: str) -> None:
+    pass
+
+
+def _deploy_warning() -> None:
+    if os.environ.get("AZUREML_LOG_DEPRECATION_WARNING_ENABLED", "").lower() == "false":
+        return
+    import warnings
+    warnings.warn("simml mirrors Azure ML SDK v1 deployment (Model.deploy); Azure recommends SDK "
+                  "or CLI v2 managed online endpoints for new work. Set "
+                  "AZUREML_LOG_DEPRECATION_WARNING_ENABLED=False to hide this warning.",
+                  FutureWarning, stacklevel=3)
+
+
+def _deployed_models(workspace: "Workspace", models: Any) -> tuple[tuple[str, int], ...]:
+    """``(name, version)`` of each registered model to deploy (checked to exist)."""
+    if models is None:
+        return ()
+    if isinstance(models, (str, Model)) or not isinstance(models, (list, tuple)):
+        raise WebserviceException("Error, models must be a list of Model objects.")
+    refs: list[tuple[str, int]] = []
+    for model in models:
+        if not isinstance(model, Model) or model._info is None:
+            raise WebserviceException(f"Error, models must be registered Model objects, not "
+                                      f"{model!r}.")
+        ref = (model._info.name, model._info.version)
+        try:
+            workspace._backend.model_get(workspace._info, *ref)
+        except ModelNotFoundException as exc:
+            raise ModelNotFound(f"ModelNotFound: Model {ref[0]}:{ref[1]} cannot be deployed: it "
+                                f"is not registered in workspace {workspace.name} "
+                                f"({exc.message})") from None
+        if ref not in refs:
+            refs.append(ref)
+    return tuple(refs)
+
+
+class InferenceConfig:
+    """How to serve models (``azureml.core.model.InferenceConfig``): the entry script, its source
+    folder and the environment it runs in.
+
+    ``environment`` (an ``Environment``) is built like a run's (a cached uv virtual environment;
+    user-managed ones and ``None`` run on the interpreter simml runs on). The legacy ``runtime`` +
+    ``conda_file`` form becomes ``Environment.from_conda_specification``. GPU and base-image
+    arguments are validated and recorded; they have no effect locally.
+    """
+
+    def __init__(self, entry_script: str, runtime: str | None = None,
+                 conda_file: str | None = None, extra_docker_file_steps: str | None = None,
+                 source_directory: str | None = None, enable_gpu: bool | None = None,
+                 description: str | None = None, base_image: str | None = None,
+                 base_image_registry: Any = None, cuda_version: str | None = None,
+                 environment: Any = None) -> None:
+        self.entry_script = entry_script
+        self.runtime = runtime
+        self.conda_file = conda_file
+        self.extra_docker_file_steps = extra_docker_file_steps
+        self.source_directory = (os.path.realpath(os.fspath(source_directory))
+                                 if source_directory else None)
+        self.enable_gpu = enable_gpu
+        self.description = description
+        self.base_image = base_image
+        self.base_image_registry = base_image_registry
+        self.cuda_version = cuda_version
+        self.environment = environment
+        self.validate_configuration()
+
+    def validate_configuration(self) -> None:
+        """Azure's checks (``WebserviceException``)."""
+        from simml.core.environment import Environment
+        if not self.entry_script:
+            raise WebserviceException("Error, need to specify entry_script.")
+        if not isinstance(self.entry_script, (str, os.PathLike)):
+            raise WebserviceException("Error, entry_script must be a path.")
+        if self.environment is not None:
+            legacy = {"runtime": self.runtime, "conda_file": self.conda_file,
+                      "extra_docker_file_steps": self.extra_docker_file_steps,
+                      "enable_gpu": self.enable_gpu, "base_image": self.base_image,
+                      "cuda_version": self.cuda_version}
+            given = [k for k, v in legacy.items() if v]
+            if given:
+                raise WebserviceException(
+                    f"Error, both environment and {', '.join(given)} are set: with an "
+                    "environment only entry_script, source_directory and description may be "
+                    "given.")
+            if not isinstance(self.environment, Environment):
+                raise WebserviceException("Error, environment must be an Environment.")
+        else:
+            if self.runtime is not None and str(self.runtime).lower() not in ("python",
+                                                                                "spark-py"):
+                raise WebserviceException("Provided runtime not supported. Possible values are "
+                                          "\"spark-py\" or \"python\".")
+            if self.conda_file is not None and not os.path.isfile(self.conda_file):
+                raise WebserviceException(f"Error, provided conda file {self.conda_file} could "
+                                          "not be found.")
+        if self.source_directory is not None and not os.path.isdir(self.source_directory):
+            raise WebserviceException(f"Error, specified source_directory "
+                                      f"{self.source_directory} does not exist.")
+        script = os.fspath(self.entry_script)
+        if not script.endswith(".py"):
+            raise WebserviceException("Invalid driver type. Currently only Python drivers are "
+                                      "supported.")
+        full = os.path.join(self.source_directory or os.getcwd(), script)
+        if not os.path.isfile(full):
+            where = (f"the source directory {self.source_directory}" if self.source_directory
+                     else f"the current working directory {os.getcwd()}")
+            raise WebserviceException(
+                f"Error, provided entry_script {script} does not exist in {where}: "
+                "entry_script should be path relative to current working directory (or to "
+                "source_directory when one is given).")
+        if self.source_directory is not None and not _inside(
+                os.path.realpath(full), self.source_directory):
+            raise UnsafePathException(f"Error, entry_script {script} is outside the source "
+                                      f"directory {self.source_directory}.")
+
+    def _environment(self) -> Any:
+        if self.environment is not None:
+            return self.environment
+        if self.conda_file:
+            from simml.core.environment import Environment
+            return Environment.from_conda_specification("inference-environment",
+                                                        self.conda_file)
+        return None
+
+    def _runs_on_current_interpreter(self) -> bool:
+        env = self._environment()
+        return env is None or (bool(env.python.user_managed_dependencies) and not os.path.isabs(
+            str(env.python.interpreter_path or "")))
+
+    def _deployment(self, *, name: str, compute_type: str, models: tuple[tuple[str, int], ...],
+                    port: int | None, auth_enabled: bool, config: dict[str, Any],
+                    tags: dict[str, str], properties: dict[str, str], description: str | None,
+                    server: str, worker_count: int, overwrite: bool = False,
+                    primary_key: str | None = None, secondary_key: str | None = None) -> Any:
+        """The backend request, with the app's files collected from disk now."""
+        from simml.entities import ServiceDeployment, UploadItem
+        script = os.fspath(self.entry_script)
+        if self.source_directory is not None:
+            from simml.core.submission import snapshot_items
+            items = tuple(snapshot_items(self.source_directory))
+            entry = os.path.relpath(os.path.realpath(os.path.join(self.source_directory, script)),
+                                    self.source_directory).replace(os.sep, "/")
+            if entry not in {i.target for i in items}:
+                raise WebserviceException(f"Error, entry_script {script} is excluded from the "
+                                          "source directory by .amlignore/.gitignore.")
+            entry_path = None
+        else:
+            entry_path = os.path.realpath(script)
+            entry = os.path.basename(entry_path)
+            items = (UploadItem(entry_path, entry),) + (
+                (UploadItem(entry_path, "main.py"),) if entry != "main.py" else ())
+        environment = self._environment()
+        return ServiceDeployment(
+            name=name, compute_type=compute_type, entry_script=entry, source_items=items,
+            models=models, environment=environment._definition() if environment else None,
+            port=port, auth_enabled=auth_enabled, primary_key=primary_key,
+            secondary_key=secondary_key, server=server, worker_count=worker_count,
+            config=dict(config, port=port, worker_count=worker_count),
+            inference_config={"entry_script": entry_path or script,
+                              "source_directory": self.source_directory,
+                              "description": self.description},
+            tags=tags, properties=properties, description=description, overwrite=overwrite)
+
+    @staticmethod
+    def _from_serialized(data: dict[str, Any], environment: dict[str, Any] | None
+                         ) -> "InferenceConfig":
+        env = None
+        if environment is not None:
+            from simml.core.environment import Environment
+            env = Environment._from_definition(environment)
+        return InferenceConfig(entry_script=data["entry_script"],
+                               source_directory=data.get("source_directory"),
+                               description=data.get("description"), environment=env)
+
+    def serialize(self) -> dict[str, Any]:
+        env = self._environment()
+        return {"entryScript": os.fspath(self.entry_script),
+                "sourceDirectory": self.source_directory, "description": self.description,
+                "environment": env._definition() if env is not None else None}
+
+    def __repr__(self) -> str:
+        return (f"InferenceConfig(entry_script={self.entry_script}, "
+                f"source_directory={self.source_directory}, environment="
+                f"{getattr(self.environment, 'name', None)})")
+

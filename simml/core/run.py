@@ -73,14 +73,14 @@ class Run:
     # --- construction --------------------------------------------------------------------------
     @classmethod
     def _from_info(cls, experiment: "Experiment", info: RunInfo) -> "Run":
-        return cls(experiment, info.id, _info=info)
+        return _run_class(cls, info)(experiment, info.id, _info=info)
 
     @classmethod
     def _from_id(cls, workspace: "Workspace", run_id: str) -> "Run":
         from simml.core.experiment import Experiment
         info = workspace._history().get_run(run_id)
         experiment = Experiment(workspace, info.experiment_name, _skip_name_validation=True)
-        return cls(experiment, run_id, _info=info)
+        return _run_class(cls, info)(experiment, run_id, _info=info)
 
     @classmethod
     def _start_interactive(cls, experiment: "Experiment", outputs: str | None = "outputs",
@@ -494,6 +494,20 @@ class Run:
             details["error"] = info.error
         return details
 
+    def get_environment(self) -> Any:
+        """The ``Environment`` the run was submitted with (Azure's ``Run.get_environment``): the
+        seed flow deploys its model in the environment it was trained in.
+
+        :raises RunConfigurationException: the run has no recorded environment (not submitted).
+        """
+        from simml.core.environment import Environment
+        from simml.exceptions import RunConfigurationException
+        definition = (self._refresh().definition or {}).get("environment")
+        if not definition:
+            raise RunConfigurationException(f"Run {self.id} has no environment definition (only "
+                                            "submitted runs have one).")
+        return Environment._from_definition(definition)
+
     def get_portal_url(self) -> str:
         return f"simml://{self._workspace.name}/runs/{self.id}"
 
@@ -596,6 +610,14 @@ class Run:
     def __repr__(self) -> str:
         return (f"Run(Experiment: {self._experiment.name},\nId: {self.id},\nType: {self.type},\n"
                 f"Status: {self._info.status})")
+
+
+def _run_class(cls: type, info: RunInfo) -> type:
+    """Azure rehydrates runs by type: a HyperDrive parent comes back as a ``HyperDriveRun``."""
+    if cls is Run and info.run_type == "hyperdrive":
+        from simml.train.hyperdrive.run import HyperDriveRun
+        return HyperDriveRun
+    return cls
 
 
 def _iso(value: Any) -> str | None:

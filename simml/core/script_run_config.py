@@ -36,6 +36,7 @@ class RunConfiguration:
         self.max_run_duration_seconds: int | None = None
         self.framework = framework or "Python"
         self.environment_variables: dict[str, str] = {}
+        self.docker: Any = None  # a runconfig.DockerConfiguration (Azure's run_config.docker)
 
 
 class ScriptRunConfig:
@@ -64,6 +65,13 @@ class ScriptRunConfig:
             self.run_config.target = compute_target
         if environment is not None:
             self.run_config.environment = environment
+        if docker_runtime_config is not None:
+            from simml.core.runconfig import DockerConfiguration
+            if not isinstance(docker_runtime_config, DockerConfiguration):
+                raise RunConfigurationException(
+                    "docker_runtime_config must be a DockerConfiguration (simml.core.runconfig), "
+                    f"not {type(docker_runtime_config).__name__}.")
+            self.run_config.docker = docker_runtime_config
         self.run_config.max_run_duration_seconds = max_run_duration_seconds
 
     @property
@@ -113,6 +121,12 @@ class ScriptRunConfig:
         }
         if references:
             definition["dataReferences"] = references
+        docker = getattr(self.run_config, "docker", None)
+        if docker is not None:
+            definition["docker"] = docker._definition()
+        from simml.core.runconfig import docker_run_options
+        environment_docker = definition["environment"].get("docker") or {}
+        docker_run_options(environment_docker.get("arguments"))  # refused now, not in Preparing
         return definition
 
 

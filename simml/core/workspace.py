@@ -176,6 +176,17 @@ class Workspace:
         """simml addition: move a manual clock forward; runners waiting on it proceed."""
         self._backend.clock_advance(self._info, seconds)
 
+    @property
+    def runtime(self) -> str:
+        """simml addition: the default runtime of this workspace's runs, ``"process"`` (a fresh
+        workspace) or ``"docker"``. A run's explicit ``use_docker`` /
+        ``environment.docker.enabled``, then its compute target's ``runtime``, come first."""
+        return self._backend.runtime_get(self._info)
+
+    def set_runtime(self, runtime: str) -> None:
+        """simml addition: ``"process"`` or ``"docker"`` (see ``docs/docker.md``)."""
+        self._backend.runtime_set(self._info, runtime)
+
     def _history(self) -> "RunHistoryStore":
         if self._store is None:
             self._store = self._backend.history_open(self._info)

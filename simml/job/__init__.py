@@ -17,6 +17,7 @@ Environment read by ``JobRun.get_context()``:
 ``SIMML_PARENT_RUN_ID``        ``run.parent`` (else ``AZUREML_ROOT_RUN_ID`` when it is not the run)
 ``SIMML_RUN_NUMBER``           ``run.number``
 ``SIMML_JOB_CLOCK_OFFSET``     seconds added to ``time.time()`` for event times (simulated time)
+``SIMML_SWEEP_GATE``           (a HyperDrive trial) wait at evaluation points: ``simml.job.sweep``
 =============================  ======================================================
 """
 

@@ -127,7 +127,11 @@ class JobRun:
         parent = None
         if parent_id and parent_id != run_id:
             parent = cls(parent_id, writer, experiment=experiment)
-        return cls(run_id, writer, experiment=experiment, parent=parent, number=number)
+        run = cls(run_id, writer, experiment=experiment, parent=parent, number=number)
+        if env.get("SIMML_SWEEP_GATE"):  # a HyperDrive trial: wait at evaluation points
+            from .sweep import install
+            install(run, env)
+        return run
 
     # --- attributes ----------------------------------------------------------------------------
     @property

@@ -228,7 +228,8 @@ class AmlComputeProvisioningConfiguration:
                  remote_login_port_public_access: str = "NotSpecified",
                  identity_type: str | None = None, identity_id: list[str] | None = None,
                  compute_location: str | None = None, enable_node_public_ip: bool = True, *,
-                 _timings: "Timings | dict[str, float] | None" = None) -> None:
+                 _timings: "Timings | dict[str, float] | None" = None,
+                 runtime: str | None = None) -> None:
         self._compute_type = AmlCompute
         self.location = None
         self.vm_size = vm_size
@@ -249,6 +250,7 @@ class AmlComputeProvisioningConfiguration:
         self.compute_location = compute_location
         self.enable_node_public_ip = enable_node_public_ip
         self._timings = _timings
+        self.runtime = runtime
         self.validate_configuration()
 
     def _password_is_strong(self) -> bool:
@@ -326,6 +328,10 @@ class AmlComputeProvisioningConfiguration:
             raise ComputeTargetException(
                 "Invalid configuration, identity_id cannot be set when identity type is not user "
                 "assigned.")
+        if self.runtime not in (None, "process", "docker"):
+            raise ComputeTargetException(
+                f"Invalid runtime {self.runtime!r}: expected 'process' or 'docker' (or None: the "
+                "workspace's runtime).")
         if str(self.vm_priority or "").lower() not in ("dedicated", "lowpriority"):
             raise ComputeTargetException(
                 f"Invalid vm_priority {self.vm_priority!r}: expected 'dedicated' or "
@@ -354,6 +360,8 @@ class AmlComputeProvisioningConfiguration:
         }
         if timings is not None:
             request["timings"] = dict(timings)
+        if self.runtime is not None:
+            request["runtime"] = self.runtime
         return request
 
 
@@ -378,6 +386,7 @@ class AmlCompute(ComputeTarget):
         self.remote_login_port_public_access = props.get("remote_login_port_public_access")
         self.identity_type = props.get("identity_type")
         self.identity_id = props.get("identity_id")
+        self.runtime = props.get("runtime")  # simml: "docker", "process" or None
         self._status: AmlComputeStatus | None = None
 
     @property
@@ -404,16 +413,20 @@ class AmlCompute(ComputeTarget):
             identity_type: str | None = None, identity_id: list[str] | None = None,
             location: str | None = None, enable_node_public_ip: bool = True, *,
             _timings: "Timings | dict[str, float] | None" = None,
+            runtime: str | None = None,
     ) -> AmlComputeProvisioningConfiguration:
         """A validated configuration for ``ComputeTarget.create`` (``max_nodes`` is required).
 
         ``_timings`` (simml only) sets the simulated durations (``cluster.Timings``).
+        ``runtime`` (simml only): ``"docker"`` or ``"process"`` runs this target's jobs in
+        containers or processes unless a run says otherwise (None: the workspace's runtime).
         """
         return AmlComputeProvisioningConfiguration(
             vm_size, vm_priority, min_nodes, max_nodes, idle_seconds_before_scaledown,
             admin_username, admin_user_password, admin_user_ssh_key, vnet_resourcegroup_name,
             vnet_name, subnet_name, tags, description, remote_login_port_public_access,
-            identity_type, identity_id, location, enable_node_public_ip, _timings=_timings)
+            identity_type, identity_id, location, enable_node_public_ip, _timings=_timings,
+            runtime=runtime)
 
     @staticmethod
     def _create(workspace: "Workspace", name: str,
