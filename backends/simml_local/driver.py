@@ -140,6 +140,8 @@ def drive(backend: Backend, local: LocalBackend, workspace: Any, run_id: str) ->
             runner.log(detail)
         if runner.machine.status not in TERMINAL:
             runner.transition(Failed(error), {"error": error})
+    finally:
+        local.notify_run_ended()  # a sweep loop in this runner submits its next trial at once
 
 
 def serve(spec: dict[str, Any]) -> int:

@@ -338,6 +338,15 @@ class LocalExecution:
             self.scale_waiters.pop(run_id, None)
 
     @property
+    def run_end_listeners(self) -> set[threading.Event]:
+        """Events set whenever a run driven by this runner ends (a sweep loop waits on one)."""
+        return self.__dict__.setdefault("_run_end_listeners", set())
+
+    def notify_run_ended(self) -> None:
+        for listener in list(self.run_end_listeners):
+            listener.set()
+
+    @property
     def scale_waiters(self) -> dict[str, threading.Event]:
         """The queued runs of this runner, each woken when a node it was given is freed here, so
         it starts at once instead of polling, and the others do not all wake to read the cluster

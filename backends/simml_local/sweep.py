@@ -57,6 +57,10 @@ from simml.train.hyperdrive.runconfig import RUN_TYPE, child_arguments
 from simml.train.hyperdrive.sampling import FinishedTrial, TrialSampler
 
 POLL_SECONDS = 0.01
+"""How often the loop looks while a policy judges trials (they wait for it at evaluation points)."""
+IDLE_POLL_SECONDS = 0.25
+"""Without a policy: the loop wakes when a trial ends in this runner (``notify_run_ended``), else
+this often (the clock's deadline, a cancel, a trial run by another process)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ def is_sweep(local: Any, workspace: Any, run_id: str) -> bool:
 def drive_sweep(backend: Any, local: Any, workspace: Any, run_id: str) -> None:
     """Run a sweep to its end; a bug in the loop fails the parent and cancels its children."""
     sweep = Sweep(backend, local, workspace, run_id)
+    local.run_end_listeners.add(sweep.wake)
     try:
         sweep.run()
     except Exception as exc:
@@ -85,6 +90,8 @@ def drive_sweep(backend: Any, local: Any, workspace: Any, run_id: str) -> None:
             f"The HyperDrive run {run_id} failed: {type(exc).__name__}: {exc}")})
         if sweep.machine.status not in TERMINAL:
             sweep.transition(Failed(error), {"error": error})
+    finally:
+        local.run_end_listeners.discard(sweep.wake)
 
 
 class Sweep:
@@ -161,6 +168,7 @@ class Sweep:
         ended_by: str | None = None
         next_trial = 0
         while True:
+            self.wake.clear()  # before reading: a trial ending after this read wakes the wait
             children = self.children()
             active = [n for n, info in children.items() if info.status not in _TERMINAL]
             if ended_by is None:
@@ -188,7 +196,7 @@ class Sweep:
                 next_trial += 1
             if not active and (ended_by is not None or next_trial >= self.total):
                 break
-            self.wake.wait(POLL_SECONDS)
+            self.wake.wait(POLL_SECONDS if self.policy.is_active else IDLE_POLL_SECONDS)
         self.finish(self.children(), ended_by)
 
     def sample(self, n: int, children: dict[int, Any]) -> dict[str, Any] | None:
