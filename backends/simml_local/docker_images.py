@@ -25,7 +25,6 @@ raises ``EnvironmentBuildException`` with its tail and leaves no intermediate co
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
@@ -540,16 +539,7 @@ def context_tar(entries: list[tuple[str, bytes | Path]]) -> io.BytesIO:
 
 def _flock(handle: Any, log: Callable[[str], None], should_cancel: Callable[[], bool] | None,
            tag: str) -> None:
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return
-    except BlockingIOError:
-        log(f"{LOG_PREFIX}another run is building image {tag}: waiting for it")
-    while True:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if should_cancel is not None and should_cancel():
-                raise BuildCanceled()
-            time.sleep(0.05)
+    from simml_local.files import lock_or_wait
+    if not lock_or_wait(handle, lambda: log(f"{LOG_PREFIX}another run is building image {tag}: "
+                                            "waiting for it"), should_cancel):
+        raise BuildCanceled()

@@ -30,7 +30,6 @@ snapshot into ``<run>/wd`` and resolved the data references):
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from pathlib import Path
@@ -321,6 +320,7 @@ def _follow(local: "LocalExecution", context: StageContext, container: Any, clie
             journal: Path, run_dir: Path, std_log: Path, log: Callable[[str], None],
             references: "ResolvedReferences", allocation: Allocation, ingest: Any,
             reader_class: Any) -> ExecutionResult:
+    from simml_local.execution import job_outcome
     workspace, run_id = context.workspace, context.run_id
     tail: list[str] = []
     stream_error: list[BaseException] = []
@@ -380,29 +380,11 @@ def _follow(local: "LocalExecution", context: StageContext, container: Any, clie
     code = int(state.get("ExitCode", -1))
     out_of_memory = bool(state.get("OOMKilled"))
     signal_number = code - 128 if code > 128 and not out_of_memory else None
-    error = None
-    if canceled:
-        error = None
-    elif timed_out:
-        error = {"code": "RunTimeout", "message": (
-            f"The run exceeded max_run_duration_seconds={max_seconds} and was stopped.")}
-    elif out_of_memory:
-        error = {"code": "OutOfMemory", "message": (
-            f"The job ran out of memory: it may use {allocation.memory_gb:g} GB on a node of "
-            f"this compute target ({allocation.compute}), and its container went over that "
-            "limit and was stopped by the kernel's out-of-memory killer (State.OOMKilled).\n"
-            + "\n".join(tail[-20:]))}
-    elif signal_number is not None:
-        name = signal.Signals(signal_number).name if signal_number in signal.valid_signals() \
-            else str(signal_number)
-        error = {"code": "KilledBySignal", "message": (
-            f"The script was killed by signal {name}.\n" + "\n".join(tail[-20:]))}
-    elif code != 0:
-        error = {"code": "UserError", "message": (
-            f"The script exited with code {code}.\n" + "\n".join(tail[-30:]))}
-    return references.check_mounts(log, ExecutionResult(
-        exit_code=code, signal=signal_number, out_of_memory=out_of_memory, canceled=canceled,
-        timed_out=timed_out, error=error))
+    how = ("its container went over that limit and was stopped by the kernel's out-of-memory "
+           "killer (State.OOMKilled)") if out_of_memory else ""
+    return references.check_mounts(log, job_outcome(
+        code, signal_number, canceled=canceled, timed_out=timed_out, max_seconds=max_seconds,
+        out_of_memory=how, allocation=allocation, tail=tail))
 
 
 def _final_state(container: Any) -> dict[str, Any] | None:

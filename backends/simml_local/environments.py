@@ -54,6 +54,7 @@ from simml.core.environment import EnvironmentBuildException, EnvironmentNotFoun
 from simml.entities import EnvironmentInfo, PreparedEnvironment, WorkspaceInfo
 from simml.exceptions import UserErrorException
 from simml.plugins import hookimpl
+from simml_local.files import lock_or_wait
 from simml_local.store import write_transaction
 
 ENVS_DIR = "envs"
@@ -734,19 +735,11 @@ class EnvironmentBuilder:
               should_cancel: Callable[[], bool] | None) -> "EnvironmentBuilder._Lock":
         self.envs.mkdir(parents=True, exist_ok=True)
         handle = open(self.envs / f"{key}.lock", "a+b")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"{LOG_PREFIX}another run is building environment {key[:12]}: waiting for it")
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if should_cancel is not None and should_cancel():
-                        handle.close()
-                        raise _Canceled()
-                    time.sleep(0.05)
+        if not lock_or_wait(handle, lambda: log(
+                f"{LOG_PREFIX}another run is building environment {key[:12]}: waiting for it"),
+                should_cancel):
+            handle.close()
+            raise _Canceled()
         return EnvironmentBuilder._Lock(handle)
 
     def _build(self, spec: ResolvedSpec, key: str, env: Path, label: str,

@@ -472,28 +472,10 @@ class LocalExecution:
             out_of_memory = limits.out_of_memory(code, tail)
         finally:
             limits.cleanup()  # the job has ended: its groups go (a leftover child moves out)
-        error = None
-        if canceled:
-            error = None
-        elif timed_out:
-            error = {"code": "RunTimeout", "message": (
-                f"The run exceeded max_run_duration_seconds={max_seconds} and was stopped.")}
-        elif out_of_memory:
-            error = {"code": "OutOfMemory", "message": (
-                f"The job ran out of memory: it may use {allocation.memory_gb:g} GB on a "
-                f"node of this compute target ({allocation.compute}), and "
-                f"{limits.oom_reason}.\n" + "\n".join(tail[-20:]))}
-        elif signal_number is not None:
-            name = signal.Signals(signal_number).name if signal_number in signal.valid_signals() \
-                else str(signal_number)
-            error = {"code": "KilledBySignal", "message": (
-                f"The script was killed by signal {name}.\n" + "\n".join(tail[-20:]))}
-        elif code != 0:
-            error = {"code": "UserError", "message": (
-                f"The script exited with code {code}.\n" + "\n".join(tail[-30:]))}
-        return references.check_mounts(log, ExecutionResult(
-            exit_code=code, signal=signal_number, out_of_memory=out_of_memory, canceled=canceled,
-            timed_out=timed_out, error=error))
+        how = f"{limits.oom_reason}" if out_of_memory else ""
+        return references.check_mounts(log, job_outcome(
+            code, signal_number, canceled=canceled, timed_out=timed_out, max_seconds=max_seconds,
+            out_of_memory=how, allocation=allocation, tail=tail))
 
     def resolve_data_references(self, workspace: WorkspaceInfo, definition: dict[str, Any],
                                 run_dir: Path) -> "ResolvedReferences":
@@ -735,6 +717,34 @@ class ResolvedReferences:
         # that failed outside the script (ExecutionResult.succeeded needs exit code 0).
         return dataclasses.replace(result, exit_code=None, error={
             "code": "ReadOnlyMountWritten", "message": message})
+
+
+def job_outcome(code: int | None, signal_number: int | None, *, canceled: bool,
+                timed_out: bool, max_seconds: Any, out_of_memory: str, allocation: Allocation,
+                tail: list[str]) -> ExecutionResult:
+    """How a job ended, as a run's result: one wording for the process and Docker runtimes.
+    ``out_of_memory`` says how the overrun was recognised ("" when it was not)."""
+    error = None
+    if canceled:
+        error = None
+    elif timed_out:
+        error = {"code": "RunTimeout", "message": (
+            f"The run exceeded max_run_duration_seconds={max_seconds} and was stopped.")}
+    elif out_of_memory:
+        error = {"code": "OutOfMemory", "message": (
+            f"The job ran out of memory: it may use {allocation.memory_gb:g} GB on a "
+            f"node of this compute target ({allocation.compute}), and {out_of_memory}.\n"
+            + "\n".join(tail[-20:]))}
+    elif signal_number is not None:
+        name = signal.Signals(signal_number).name if signal_number in signal.valid_signals() \
+            else str(signal_number)
+        error = {"code": "KilledBySignal", "message": (
+            f"The script was killed by signal {name}.\n" + "\n".join(tail[-20:]))}
+    elif code != 0:
+        error = {"code": "UserError", "message": (
+            f"The script exited with code {code}.\n" + "\n".join(tail[-30:]))}
+    return ExecutionResult(exit_code=code, signal=signal_number, out_of_memory=bool(out_of_memory),
+                           canceled=canceled, timed_out=timed_out, error=error)
 
 
 class ExitWatch:

@@ -878,3 +878,26 @@ def download_tree(root: Path | str, prefix: str | None, target_dir: Path | str, 
             progress.finish()
     return TransferResult(transferred=tuple(r for r in rels if r in transferred),
                           skipped=tuple(r for r in rels if r in skipped))
+
+
+def lock_or_wait(handle: object, on_wait: Callable[[], None],
+                 should_cancel: Callable[[], bool] | None) -> bool:
+    """Take an exclusive ``flock`` on ``handle``, calling ``on_wait`` once if another process
+    holds it, and waiting until it is free; False (not locked) when ``should_cancel`` says so
+    meanwhile. Shared by the environment and image builds, which wait for another run's build
+    of the same spec rather than build it twice."""
+    import fcntl
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        on_wait()
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if should_cancel is not None and should_cancel():
+                return False
+            time.sleep(0.05)
+
