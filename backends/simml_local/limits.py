@@ -233,10 +233,11 @@ def _sweep_stale(base: Path) -> None:
 
 
 def _make_group(origin: Path, name: str, v2_controllers: str | None = None,
-                sweep: bool = True) -> Path:
-    """``origin/simml/<name>`` (a fresh folder); the base is re-made if a cleanup removed it.
-    ``sweep``: first remove stale groups of killed runners (a runner does it for its first job)."""
-    base = origin / BASE
+                sweep: bool = True, base_name: str = BASE) -> Path:
+    """``origin/<base_name>/<name>`` (a fresh folder); the base is re-made if a cleanup removed
+    it. ``sweep``: first remove stale groups of killed runners (a runner does it for its first
+    job)."""
+    base = origin / base_name
     for attempt in range(5):
         try:
             base.mkdir(exist_ok=True)
@@ -402,13 +403,14 @@ class JobLimits:
             self._pin_cpus()
             return
         try:
-            cpu = _make_group(cpu_origin, name, sweep=self._sweep)
+            nice = _own_nice()
+            cpu = _make_group(cpu_origin, name, sweep=self._sweep, base_name=_base_name(nice))
             self.cpu_group = cpu
             period = int(_read(cpu / "cpu.cfs_period_us").strip() or 100000)
             _write(cpu / "cpu.cfs_quota_us", str(self.v_cpus * period))
-            nice = _own_nice()
             if nice:  # a group competes as one task of weight cpu.shares: keep the runner's nice
-                _write(cpu / "cpu.shares", str(_NICE_TO_WEIGHT[nice + 20]))
+                for group in (cpu.parent, cpu):  # its base too (the jobs' parent, per nice value)
+                    _write(group / "cpu.shares", str(_NICE_TO_WEIGHT[nice + 20]))
         except (OSError, ValueError) as exc:
             self.notes.append(f"cpu cgroup failed ({getattr(exc, 'strerror', None) or exc})")
             if self.cpu_group is not None:
@@ -424,7 +426,9 @@ class JobLimits:
         origin = self.layout.v2
         delegated = _read(origin / "cgroup.subtree_control").split()
         controllers = " ".join(f"+{c}" for c in ("memory", "cpu") if c in delegated)
-        group = _make_group(origin, _group_name(self.run_id), controllers, sweep=self._sweep)
+        nice = _own_nice()
+        group = _make_group(origin, _group_name(self.run_id), controllers, sweep=self._sweep,
+                            base_name=_base_name(nice))
         self.memory_group = group
         _write(group / "memory.max", str(self.memory_bytes))
         swap = group / "memory.swap.max"
@@ -436,9 +440,9 @@ class JobLimits:
         if "cpu" in delegated:
             period = 100000
             _write(group / "cpu.max", f"{self.v_cpus * period} {period}")
-            nice = _own_nice()
             if nice and (group / "cpu.weight.nice").exists():  # as v1's cpu.shares above
-                _write(group / "cpu.weight.nice", str(nice))
+                for level in (group.parent, group):
+                    _write(level / "cpu.weight.nice", str(nice))
             self._cpu_how = f"cpu.max={self.v_cpus * period} {period}"
         else:
             self.notes.append("the cpu controller is not delegated")
@@ -571,6 +575,12 @@ def _own_nice() -> int:
         return max(-20, min(19, os.getpriority(os.PRIO_PROCESS, 0)))
     except OSError:
         return 0
+
+
+def _base_name(nice: int) -> str:
+    """The folder the job groups of runners with this nice value share: a base's weight is set
+    for its jobs, so runners of different priorities must not share one."""
+    return BASE if nice == 0 else f"{BASE}-nice{nice}"
 
 
 _SHELL = "/bin/sh"
