@@ -354,8 +354,15 @@ class LocalExecution:
         clock are caught by the bounded wait)."""
         return self.__dict__.setdefault("_scale_waiters", {})
 
+    @property
+    def released_runs(self) -> set[str]:
+        """Runs whose nodes were freed when their job ended (postprocess need not free them)."""
+        return self.__dict__.setdefault("_released_runs", set())
+
     def _release_nodes(self, workspace: WorkspaceInfo, name: str, run_id: str,
                        canceled: bool = False) -> None:
+        if not canceled:
+            self.released_runs.add(run_id)
         if canceled:
             self.compute_cancel_job(workspace, name, run_id)
         else:
@@ -464,6 +471,8 @@ class LocalExecution:
                 log(f"[running] the run exceeded max_run_duration_seconds={max_seconds}")
                 _stop_group(process)
         ended.close()
+        if context.target != "local":  # the node is free once the job has ended: the next queued
+            self._release_nodes(workspace, context.target, run_id)  # run starts meanwhile
         reader_thread.join(timeout=5)
         ingest(reader.read_new(), store, run_id, files_root=run_dir)
         code = process.returncode
@@ -615,8 +624,9 @@ class LocalExecution:
         log(f"[finalizing] {count} files from ./outputs and ./logs copied to run history")
         if (self.root(workspace) / "artifacts" / run_id / STD_LOG).exists():
             store.register_file(run_id, STD_LOG)
-        if context.target != "local":
-            self._release_nodes(workspace, context.target, run_id)
+        if context.target != "local" and run_id not in self.released_runs:
+            self._release_nodes(workspace, context.target, run_id)  # a runtime that did not
+        self.released_runs.discard(run_id)
         return True
 
 
