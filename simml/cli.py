@@ -4,7 +4,8 @@
 example each, and the exit codes. Only ``click`` and the standard library are imported at start-up;
 simml itself and ``rich`` load inside the commands that need them, so ``simml --help`` stays fast.
 
-Exit codes: 0 success, 1 unexpected error, 2 usage error (click), 3 not found, 4 invalid input.
+Exit codes: 0 success, 1 any other error (simml's typed errors, e.g. no Docker engine, print their
+message; anything else is reported as unexpected), 2 usage error (click), 3 not found, 4 invalid input.
 Errors print one ``error: ...`` line to stderr (and, with ``--json``, one JSON document with an
 ``error`` object to stdout); ``SIMML_DEBUG=1`` adds the traceback.
 """
@@ -125,7 +126,8 @@ class SimmlGroup(click.Group):
                 import traceback
                 traceback.print_exc(file=sys.stderr)
             line = _one_line(exc)
-            if code == EXIT_ERROR:
+            from simml.exceptions import AzureMLException
+            if code == EXIT_ERROR and not isinstance(exc, AzureMLException):
                 line = (f"unexpected {type(exc).__name__}: {line} "
                         "(set SIMML_DEBUG=1 for the traceback)")
             state = ctx.find_object(State)
@@ -337,7 +339,7 @@ def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
 def cli(ctx: click.Context, workspace_name: str | None, as_json: bool) -> None:
     """simml: inspect local simml workspaces (runs, metrics, logs, models, datastores).
 
-    Exit codes: 0 ok, 1 unexpected error, 2 usage error, 3 not found, 4 invalid input.
+    Exit codes: 0 ok, 1 other error, 2 usage error, 3 not found, 4 invalid input.
     """
     ctx.obj = State(workspace_name, as_json)
 

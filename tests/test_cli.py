@@ -355,6 +355,15 @@ def test_unexpected_error_is_exit_1_and_debug_shows_traceback(ws, monkeypatch) -
     assert "Traceback" in result.stderr and "disk on fire" in result.stderr
 
 
+def test_a_typed_simml_error_is_exit_1_with_its_own_message(ws, monkeypatch) -> None:
+    """simml's own errors (here: no Docker engine) are not reported as unexpected."""
+    result = invoke("docker", "build-base", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert result.exit_code == EXIT_ERROR
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Docker engine unreachable"), lines
+    assert "unexpected" not in lines[0] and "dockerd" in lines[0]
+
+
 def test_tables_use_rich_on_a_terminal(ws, monkeypatch) -> None:
     import simml.cli
     make_run(ws, metrics={"acc": 0.5})
