@@ -65,9 +65,17 @@ class Runner:
         with open(self.log_path, "a", encoding="utf-8") as handle:
             handle.write(line.rstrip("\n") + "\n")
 
-    def transition(self, event: Any, error: dict[str, Any] | None = None) -> None:
-        for change in self.machine.handle(event, self.local.now(self.workspace)):
-            self.store.record_run_status(self.run_id, change.new.value, change.at, error)
+    def transition(self, event: Any, error: dict[str, Any] | None = None,
+                   stage: str | None = None) -> None:
+        """Apply ``event``; write each status it makes, and ``stage`` (the runner's own
+        bookkeeping of where the run is) in the same transaction as the first."""
+        changes = list(self.machine.handle(event, self.local.now(self.workspace)))
+        for change in changes:
+            self.store.record_run_status(self.run_id, change.new.value, change.at, error,
+                                         exec_stage=stage)
+            stage = None
+        if stage is not None:
+            self.stage(stage)
 
     def stage(self, name: str) -> None:
         self.local.exec_update(self.workspace, self.run_id, stage=name)
@@ -86,26 +94,25 @@ class Runner:
         self.transition(Submitted())
         if self.canceled():
             return self.cancel()
-        self.stage("prepare")
-        self.transition(StageStarted(Stage.PREPARE))
+        self.transition(StageStarted(Stage.PREPARE), stage="prepare")
         environment = self.backend.stage_prepare(self.context, self.log)
         if self.canceled():
             return self.cancel()
-        self.stage("scale")
         if self.context.target != "local":
-            self.transition(StageStarted(Stage.SCALE))
+            self.transition(StageStarted(Stage.SCALE), stage="scale")
+        else:
+            self.stage("scale")
         try:
             allocation = self.backend.stage_scale(self.context, self.log)
         except RunCanceled:
             return self.cancel()
-        self.stage("execute")
-        self.transition(StageStarted(Stage.EXECUTE))
+        self.transition(StageStarted(Stage.EXECUTE), stage="execute")
         result = self.backend.stage_execute(self.context, environment, allocation, self.log)
         if result.canceled:
-            self.transition(CancelRequested())
+            self.transition(CancelRequested(), stage="postprocess")
         else:
-            self.transition(ExecutionEnded(success=result.succeeded, error=result.error))
-        self.stage("postprocess")
+            self.transition(ExecutionEnded(success=result.succeeded, error=result.error),
+                            stage="postprocess")
         self.backend.stage_postprocess(self.context, result, self.log)
         self.stage("done")
         if result.canceled:

@@ -183,7 +183,7 @@ class LocalExecution:
     def simml_run_observe(self, workspace: WorkspaceInfo, run_id: str, cursor: int
                           ) -> RunObservation:
         store = self.store(workspace)
-        info = store.get_run(run_id)
+        status, target, error = store.run_state(run_id)  # polled: the light read
         row = self.exec_row(workspace, run_id)
         if row is not None and row["stage"] == "submitted":
             # Waiting for a runner: start one if none lives or is on its way (a failed launch).
@@ -192,18 +192,20 @@ class LocalExecution:
                 action = self._runner_action(con)
             if action[0] == "launch":
                 self._act_on_runner(workspace, action)
-        if row is not None and info.status not in TERMINAL:
-            info = self._fail_if_runner_died(workspace, run_id, row) or info
+        if row is not None and status not in TERMINAL:
+            died = self._fail_if_runner_died(workspace, run_id, row)
+            if died is not None:
+                status, error = died.status, died.error
         lines, cursor = self._read_log(workspace, run_id, cursor)
         compute = None
-        if info.target != "local" and row is not None:
+        if target != "local" and row is not None:
             try:
-                compute = self.simml_compute_status(workspace, info.target)
+                compute = self.simml_compute_status(workspace, target)
             except Exception:  # the cluster may have been deleted since
                 compute = None
-        return RunObservation(status=info.status, stage=row["stage"] if row else None,
+        return RunObservation(status=status, stage=row["stage"] if row else None,
                               log_lines=tuple(lines), cursor=cursor, compute=compute,
-                              error=info.error)
+                              error=error)
 
     def _read_log(self, workspace: WorkspaceInfo, run_id: str, cursor: int
                   ) -> tuple[list[str], int]:
@@ -434,7 +436,7 @@ class LocalExecution:
         except BaseException:
             limits.cleanup()
             raise
-        self.exec_update(workspace, run_id, job_pid=process.pid, stage="execute")
+        self.exec_update(workspace, run_id, job_pid=process.pid)
         tail: list[str] = []
 
         def pump() -> None:

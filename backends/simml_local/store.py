@@ -408,6 +408,15 @@ class SqliteRunHistoryStore:
             raise NotFoundException(f"Run {run_id!r} was not found in this workspace.")
         return self._runs(con, rows)[0]
 
+    def run_state(self, run_id: str) -> tuple[str, str, dict[str, Any] | None]:
+        """A run's status, target and error: what a client polling a run needs, without the
+        tags, properties, status history and definition ``get_run`` assembles."""
+        row = self.connection().execute("SELECT status, target, error FROM runs WHERE id = ?",
+                                        (run_id,)).fetchone()
+        if row is None:
+            raise NotFoundException(f"Run {run_id!r} was not found in this workspace.")
+        return row[0], row[1], json.loads(row[2]) if row[2] else None
+
     def query_runs(self, query: RunQuery) -> list[RunInfo]:
         where: list[str] = []
         args: list[Any] = []
@@ -451,9 +460,11 @@ class SqliteRunHistoryStore:
         return self.get_run(run_id)
 
     def record_run_status(self, run_id: str, status: str, at: datetime,
-                          error: dict[str, Any] | None = None) -> None:
+                          error: dict[str, Any] | None = None,
+                          exec_stage: str | None = None) -> None:
         """``set_run_status`` without reading the run back: the runner writes seven statuses a
-        run and needs none of them returned."""
+        run and needs none of them returned. ``exec_stage``: also move the run's execution row
+        (``run_exec``, the local runner's bookkeeping) to that stage, in the same transaction."""
         con = self.connection()
         when = at.timestamp()
         terminal = status in TERMINAL
@@ -469,6 +480,8 @@ class SqliteRunHistoryStore:
                 self._run_key(con, run_id)  # raises the not-found error
             con.execute("INSERT INTO run_status (run_id, status, time) VALUES (?,?,?)",
                         (run_id, status, when))
+            if exec_stage is not None:
+                con.execute("UPDATE run_exec SET stage = ? WHERE run_id = ?", (exec_stage, run_id))
 
     def update_run(self, run_id: str, *, display_name: str | None = None,
                    definition: dict[str, Any] | None = None) -> RunInfo:
