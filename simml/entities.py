@@ -58,6 +58,9 @@ class StatusChange:
     status: str
     time: datetime
 
+HYPERDRIVE_RUN_TYPE = "hyperdrive"
+"""The run type of a HyperDrive sweep's parent (children are ordinary script runs)."""
+
 
 @dataclass(frozen=True)
 class RunCreate:

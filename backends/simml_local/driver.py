@@ -18,7 +18,7 @@ import time
 import traceback
 from typing import Any
 
-from simml.entities import ExecutionResult, StageContext, WorkspaceRef
+from simml.entities import HYPERDRIVE_RUN_TYPE, ExecutionResult, StageContext, WorkspaceRef
 from simml.exceptions import AzureMLException
 from simml.plugins import Backend
 from simml.runstate import (
@@ -46,14 +46,14 @@ RENEW_SECONDS = 1.0
 
 
 class Runner:
-    def __init__(self, backend: Backend, local: LocalBackend, workspace: Any, run_id: str
-                 ) -> None:
+    def __init__(self, backend: Backend, local: LocalBackend, workspace: Any, run_id: str,
+                 info: Any = None) -> None:
         self.backend = backend
         self.local = local
         self.workspace = workspace
         self.run_id = run_id
         self.store = local.store(self.workspace)
-        info = self.store.get_run(self.run_id)
+        info = info if info is not None else self.store.get_run(self.run_id)
         self.machine = RunStateMachine(self.run_id, RunStatus(info.status))
         self.context = StageContext(
             workspace=self.workspace, run_id=self.run_id, experiment_name=info.experiment_name,
@@ -131,10 +131,11 @@ class Runner:
 
 def drive(backend: Backend, local: LocalBackend, workspace: Any, run_id: str) -> None:
     """Run one submitted run to a terminal status; a stage that blows up fails the run."""
-    from simml_local.sweep import drive_sweep, is_sweep
-    if is_sweep(local, workspace, run_id):  # a HyperDrive parent: the sweep loop
+    info = local.store(workspace).get_run(run_id)
+    if info.run_type == HYPERDRIVE_RUN_TYPE:  # a sweep's parent: the sweep loop (imported only
+        from simml_local.sweep import drive_sweep  # then: it brings simml.train.hyperdrive)
         return drive_sweep(backend, local, workspace, run_id)
-    runner = Runner(backend, local, workspace, run_id)
+    runner = Runner(backend, local, workspace, run_id, info)
     try:
         runner.run()
     except Exception as exc:

@@ -53,7 +53,7 @@ from simml.train.hyperdrive.policy import (
 )
 from simml.train.hyperdrive.policy import from_json as policy_from_json
 from simml.train.hyperdrive.run import STOPPED_PROPERTY, TRIAL_PROPERTY
-from simml.train.hyperdrive.runconfig import RUN_TYPE, child_arguments
+from simml.train.hyperdrive.runconfig import child_arguments
 from simml.train.hyperdrive.sampling import FinishedTrial, TrialSampler
 
 POLL_SECONDS = 0.01
@@ -70,10 +70,6 @@ class Child:
 
 GATE_FILE = "sweep_gate"
 _TERMINAL = {s.value for s in TERMINAL}
-
-
-def is_sweep(local: Any, workspace: Any, run_id: str) -> bool:
-    return local.store(workspace).get_run(run_id).run_type == RUN_TYPE
 
 
 def drive_sweep(backend: Any, local: Any, workspace: Any, run_id: str) -> None:

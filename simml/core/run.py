@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 
 from simml.core import _metrics
-from simml.entities import MetricBatch, RunCreate, RunInfo, RunQuery
+from simml.entities import HYPERDRIVE_RUN_TYPE, MetricBatch, RunCreate, RunInfo, RunQuery
 from simml.exceptions import (
     InvalidValueException,
     NotFoundException,
@@ -614,7 +614,7 @@ class Run:
 
 def _run_class(cls: type, info: RunInfo) -> type:
     """Azure rehydrates runs by type: a HyperDrive parent comes back as a ``HyperDriveRun``."""
-    if cls is Run and info.run_type == "hyperdrive":
+    if cls is Run and info.run_type == HYPERDRIVE_RUN_TYPE:
         from simml.train.hyperdrive.run import HyperDriveRun
         return HyperDriveRun
     return cls

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from simml.core.run import Run
+from simml.entities import HYPERDRIVE_RUN_TYPE
 from simml.exceptions import NotFoundException
 from simml.train.hyperdrive.exceptions import PrimaryMetricNotFoundException
 
@@ -55,7 +56,7 @@ class Trial:
 class HyperDriveRun(Run):
     """The parent run of a HyperDrive sweep."""
 
-    RUN_TYPE = "hyperdrive"
+    RUN_TYPE = HYPERDRIVE_RUN_TYPE
 
     def __init__(self, experiment: "Experiment", run_id: str, hyperdrive_config: Any = None,
                  **kwargs: Any) -> None:

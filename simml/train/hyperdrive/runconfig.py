@@ -15,6 +15,7 @@ import logging
 import random
 from typing import TYPE_CHECKING, Any
 
+from simml.entities import HYPERDRIVE_RUN_TYPE
 from simml.train.hyperdrive.exceptions import HyperDriveConfigException
 from simml.train.hyperdrive.parameter_expressions import QUANTIZED
 from simml.train.hyperdrive.policy import EarlyTerminationPolicy, NoTerminationPolicy
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("simml.train.hyperdrive")
 
 MAX_DURATION_MINUTES = 10080
-RUN_TYPE = "hyperdrive"
+RUN_TYPE = HYPERDRIVE_RUN_TYPE
 
 
 class HyperDriveConfig:
