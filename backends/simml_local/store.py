@@ -14,6 +14,7 @@ import os
 import shutil
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -217,6 +218,36 @@ def connect(path: Path, write_lock: "threading.RLock | None" = None) -> sqlite3.
     return con
 
 
+def _begin_immediate(con: sqlite3.Connection) -> None:
+    """``BEGIN IMMEDIATE``, waiting for a writer in another process in steps of at most 2 ms.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10, ... up to 100 ms between tries, so a runner
+    whose status write meets a client's submit could sit idle for tens of milliseconds with a
+    node free. So the busy timeout is zero while this loop tries (and restored after): a writer
+    that finds the database locked retries within 2 ms of it being free, until the same overall
+    timeout."""
+    con.execute("PRAGMA busy_timeout = 0")
+    try:
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        delay = 0.0002
+        while True:
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.002)
+    finally:
+        con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "database is locked" in text or "database is busy" in text
+
+
 @contextmanager
 def write_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on any error.
@@ -228,7 +259,7 @@ def write_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     if lock is not None:
         lock.acquire()
     try:
-        con.execute("BEGIN IMMEDIATE")
+        _begin_immediate(con)
         try:
             yield con
         except BaseException:
