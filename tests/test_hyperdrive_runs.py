@@ -373,3 +373,21 @@ def test_bad_child_config_writes_nothing(simml_workspace, tmp_path: Path) -> Non
     with pytest.raises(RunConfigurationException):
         Experiment(simml_workspace, "bad").submit(hd)
     assert list(Experiment(simml_workspace, "bad").get_runs(include_children=True)) == []
+
+
+def test_a_cancel_reason_recorded_before_the_claim_survives_it(simml_workspace) -> None:
+    """A sweep may cancel a trial (with its reason) before a runner has claimed it; the claim
+    must keep the reason, so the trial still ends Canceled naming it."""
+    from simml.entities import RunCreate
+    local = next(iter(simml_workspace._backend.manager.get_plugins()))
+    info = simml_workspace._info
+    store = local.store(info)
+    store.create_run(RunCreate(run_id="claim-race", experiment_name="race"))
+    reason = {"code": "EarlyTerminated", "message": "stopped by BanditPolicy"}
+    con = store.connection()
+    con.execute("INSERT INTO run_exec (run_id, stage, heartbeat, detail) VALUES (?, 'submitted', "
+                "?, ?)", ("claim-race", 0.0, json.dumps({"cancelError": reason})))
+    assert local.runner_claim(info, "4242:99") == ["claim-race"]
+    row = local.exec_row(info, "claim-race")
+    assert row["stage"] == "claimed" and json.loads(row["detail"])["runner"] == "4242:99"
+    assert local.cancel_error(info, "claim-race") == reason

@@ -593,10 +593,13 @@ class LocalExecution:
             # heartbeat holds the submit time until a runner claims the run
             run_ids = [r[0] for r in con.execute(
                 "SELECT run_id FROM run_exec WHERE stage = 'submitted' ORDER BY heartbeat, run_id")]
+            # json_set keeps what the detail already holds (a cancel's reason, recorded before
+            # a runner claimed the run).
             con.executemany(
-                "UPDATE run_exec SET stage = 'claimed', runner_pid = ?, detail = ?, heartbeat = ? "
-                "WHERE run_id = ?", [(int(identity.split(":")[0]), json.dumps({"runner": identity}),
-                                      time.time(), run_id) for run_id in run_ids])
+                "UPDATE run_exec SET stage = 'claimed', runner_pid = ?, heartbeat = ?, "
+                "detail = json_set(COALESCE(detail, '{}'), '$.runner', ?) WHERE run_id = ?",
+                [(int(identity.split(":")[0]), time.time(), identity, run_id)
+                 for run_id in run_ids])
         return run_ids
 
     def runner_release(self, workspace: WorkspaceInfo, identity: str) -> bool:
