@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from simml.entities import MetricSeries
 from simml.exceptions import InvalidValueException, UserErrorException
+
+if TYPE_CHECKING:  # not at run time: a job importing simml.core.run need not build every entity
+    from simml.entities import MetricSeries
 
 SCALAR = "scalar"
 LIST = "list"

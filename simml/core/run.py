@@ -21,7 +21,6 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 
 from simml.core import _metrics
-from simml.entities import HYPERDRIVE_RUN_TYPE, MetricBatch, RunCreate, RunInfo, RunQuery
 from simml.exceptions import (
     InvalidValueException,
     NotFoundException,
@@ -40,9 +39,11 @@ from simml.runstate import (
     Started,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # entities are imported where used: a job importing this module to call
+    # Run.get_context() never needs them, and building their dataclasses takes ~60 ms
     from simml.core.experiment import Experiment
     from simml.core.workspace import Workspace
+    from simml.entities import RunInfo
 
 FLUSH_ROWS = 20_000
 FLUSH_SECONDS = 2.0
@@ -87,6 +88,7 @@ class Run:
                            display_name: str | None = None, run_id: str | None = None,
                            parent_id: str | None = None, run_type: str = "azureml.scriptrun",
                            ) -> "Run":
+        from simml.entities import RunCreate
         ids = IdFactory.from_environment()
         clock = experiment.workspace._clock
         request = RunCreate(run_id=run_id or ids.uuid4(), experiment_name=experiment.name,
@@ -429,6 +431,7 @@ class Run:
         """Write every buffered metric value in one transaction; on return they are committed."""
         if not self._buffer:
             return
+        from simml.entities import MetricBatch
         rows, self._buffer = tuple(self._buffer), []
         self._store.log_metrics(MetricBatch(self.id, rows))
 
@@ -598,6 +601,7 @@ class Run:
                      type: str | None = None, status: str | None = None,
                      _rehydrate_runs: bool = True) -> Iterator["Run"]:
         from simml.core.experiment import _filters
+        from simml.entities import RunQuery
         query = RunQuery(parent_id=self.id, run_type=type, status=status, tags=_filters(tags),
                          properties=_filters(properties), include_children=True)
         for info in reversed(self._store.query_runs(query)):
@@ -614,6 +618,7 @@ class Run:
 
 def _run_class(cls: type, info: RunInfo) -> type:
     """Azure rehydrates runs by type: a HyperDrive parent comes back as a ``HyperDriveRun``."""
+    from simml.entities import HYPERDRIVE_RUN_TYPE
     if cls is Run and info.run_type == HYPERDRIVE_RUN_TYPE:
         from simml.train.hyperdrive.run import HyperDriveRun
         return HyperDriveRun
