@@ -211,7 +211,6 @@ def execute_in_container(local: "LocalExecution", context: StageContext,
                          log: Callable[[str], None], references: "ResolvedReferences"
                          ) -> ExecutionResult:
     from simml_local.execution import STD_LOG, process_identity
-    from simml_local.journal import JournalReader, ingest
     workspace, run_id = context.workspace, context.run_id
     try:
         client = connect()
@@ -274,7 +273,7 @@ def execute_in_container(local: "LocalExecution", context: StageContext,
         except Exception as exc:  # noqa: BLE001 - the engine refused or vanished
             return _engine_failure(log, exc, "starting the container")
         return _follow(local, context, container, client, journal, run_dir, std_log, log,
-                       references, allocation, ingest, JournalReader)
+                       references, allocation)
     finally:
         with _ACTIVE_LOCK:
             _ACTIVE.discard(run_id)
@@ -318,10 +317,9 @@ def _engine_failure(log: Callable[[str], None], exc: BaseException, during: str
 
 def _follow(local: "LocalExecution", context: StageContext, container: Any, client: Any,
             journal: Path, run_dir: Path, std_log: Path, log: Callable[[str], None],
-            references: "ResolvedReferences", allocation: Allocation, ingest: Any,
-            reader_class: Any) -> ExecutionResult:
-    from simml_local.execution import job_outcome
-    workspace, run_id = context.workspace, context.run_id
+            references: "ResolvedReferences", allocation: Allocation) -> ExecutionResult:
+    from simml_local.execution import JobWatch, job_outcome
+    run_id = context.run_id
     tail: list[str] = []
     stream_error: list[BaseException] = []
 
@@ -348,31 +346,17 @@ def _follow(local: "LocalExecution", context: StageContext, container: Any, clie
 
     reader_thread = threading.Thread(target=pump, daemon=True, name=f"logs-{run_id}")
     reader_thread.start()
-    reader = reader_class(journal)
-    store = local.store(workspace)
-    canceled = timed_out = False
-    max_seconds = context.definition.get("maxRunDurationSeconds")
-    started = local.now(workspace)
+    watch = JobWatch(local, context, journal, run_dir, log, "container")
     while reader_thread.is_alive():
         reader_thread.join(POLL_SECONDS)
-        ingest(reader.read_new(), store, run_id, files_root=run_dir)
-        local.heartbeat(workspace, run_id)
-        stop_reason = None
-        if not canceled and local.cancel_requested(workspace, run_id):
-            canceled = True
-            stop_reason = "cancel requested: stopping the container"
-        if (not timed_out and not canceled and max_seconds and
-                (local.now(workspace) - started).total_seconds() > max_seconds):
-            timed_out = True
-            stop_reason = f"the run exceeded max_run_duration_seconds={max_seconds}"
-        if stop_reason:
-            log(f"[running] {stop_reason}")
+        if watch.tick():
             try:
                 container.stop(timeout=STOP_TIMEOUT)
             except Exception:  # noqa: BLE001 - noticed below
                 pass
     state = _final_state(container)
-    ingest(reader.read_new(), store, run_id, files_root=run_dir)
+    watch.ingest()
+    canceled, timed_out, max_seconds = watch.canceled, watch.timed_out, watch.max_seconds
     if state is None:
         cause = stream_error[0] if stream_error else RuntimeError("no answer")
         return references.check_mounts(log, _engine_failure(

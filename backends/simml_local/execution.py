@@ -392,7 +392,6 @@ class LocalExecution:
     def simml_stage_execute(self, context: StageContext, environment: PreparedEnvironment,
                             allocation: Allocation, log: Callable[[str], None]
                             ) -> ExecutionResult:
-        from simml_local.journal import JournalReader, ingest
         from simml_local.limits import JobLimits
         workspace, run_id = context.workspace, context.run_id
         run_dir = self.run_dir(workspace, run_id)
@@ -452,31 +451,19 @@ class LocalExecution:
 
         reader_thread = threading.Thread(target=pump, daemon=True)
         reader_thread.start()
-        reader = JournalReader(journal)
-        store = self.store(workspace)
-        canceled = timed_out = False
-        max_seconds = context.definition.get("maxRunDurationSeconds")
-        started = self.now(workspace)
+        watch = JobWatch(self, context, journal, run_dir, log, "job")
         ended = ExitWatch(process)
         while True:
             if ended.wait(POLL_SECONDS):  # wakes the moment the job ends
                 break
-            ingest(reader.read_new(), store, run_id, files_root=run_dir)
-            self.heartbeat(workspace, run_id)
-            if not canceled and self.cancel_requested(workspace, run_id):
-                canceled = True
-                log("[running] cancel requested: stopping the job")
-                _stop_group(process)
-            if (not timed_out and max_seconds and
-                    (self.now(workspace) - started).total_seconds() > max_seconds):
-                timed_out = True
-                log(f"[running] the run exceeded max_run_duration_seconds={max_seconds}")
+            if watch.tick():
                 _stop_group(process)
         ended.close()
         if context.target != "local":  # the node is free once the job has ended: the next queued
             self._release_nodes(workspace, context.target, run_id)  # run starts meanwhile
         reader_thread.join(timeout=5)
-        ingest(reader.read_new(), store, run_id, files_root=run_dir)
+        watch.ingest()
+        canceled, timed_out, max_seconds = watch.canceled, watch.timed_out, watch.max_seconds
         code = process.returncode
         signal_number = -code if code is not None and code < 0 else None
         try:
@@ -760,6 +747,43 @@ def job_outcome(code: int | None, signal_number: int | None, *, canceled: bool,
             f"The script exited with code {code}.\n" + "\n".join(tail[-30:]))}
     return ExecutionResult(exit_code=code, signal=signal_number, out_of_memory=bool(out_of_memory),
                            canceled=canceled, timed_out=timed_out, error=error)
+
+
+class JobWatch:
+    """What both runtimes do while a job runs, each tick: ingest the job's new journal lines,
+    beat the run's heartbeat, and say when to stop the job (a cancel request, or
+    ``max_run_duration_seconds`` passed on the workspace clock), logging why, once."""
+
+    def __init__(self, local: "LocalExecution", context: StageContext, journal: Path,
+                 run_dir: Path, log: Callable[[str], None], what: str) -> None:
+        from simml_local.journal import JournalReader
+        self.local, self.context, self.run_dir, self.log, self.what = (
+            local, context, run_dir, log, what)
+        self.reader = JournalReader(journal)
+        self.store = local.store(context.workspace)
+        self.canceled = self.timed_out = False
+        self.max_seconds = context.definition.get("maxRunDurationSeconds")
+        self.started = local.now(context.workspace)
+
+    def ingest(self) -> None:
+        from simml_local.journal import ingest
+        ingest(self.reader.read_new(), self.store, self.context.run_id, files_root=self.run_dir)
+
+    def tick(self) -> bool:
+        """Ingest and beat; True when the job must be stopped now (once per reason)."""
+        workspace, run_id = self.context.workspace, self.context.run_id
+        self.ingest()
+        self.local.heartbeat(workspace, run_id)
+        if not self.canceled and self.local.cancel_requested(workspace, run_id):
+            self.canceled = True
+            self.log(f"[running] cancel requested: stopping the {self.what}")
+            return True
+        if (not self.timed_out and not self.canceled and self.max_seconds and
+                (self.local.now(workspace) - self.started).total_seconds() > self.max_seconds):
+            self.timed_out = True
+            self.log(f"[running] the run exceeded max_run_duration_seconds={self.max_seconds}")
+            return True
+        return False
 
 
 class ExitWatch:
