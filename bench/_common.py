@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -36,6 +36,21 @@ def mlflow_available() -> bool:
 def progress(message: str) -> None:
     """A progress line on stderr (the table goes to stdout)."""
     print(f"  {message}", file=sys.stderr, flush=True)
+
+
+def interleave(reps: int, steps: list[tuple[str, Callable[[], Any]]],
+               label: str) -> dict[str, list[Any]]:
+    """Run each step ``reps`` times, the order rotated every repetition, so that load hits every
+    variant alike; a step returns seconds, or a dict with ``seconds``."""
+    results: dict[str, list[Any]] = {name: [] for name, _ in steps}
+    for rep in range(reps):
+        shift = rep % len(steps)
+        for name, step in steps[shift:] + steps[:shift]:
+            value = step()
+            results[name].append(value)
+            seconds = value["seconds"] if isinstance(value, dict) else value
+            progress(f"{label} {rep + 1}/{reps}: {name} {seconds:.2f} s")
+    return results
 
 
 def median(values: Iterable[float]) -> float:

@@ -48,7 +48,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from _common import ROOT, Worker, median, mlflow_available, progress, row
+from _common import ROOT, Worker, interleave, median, mlflow_available, progress, row
 
 TARGET_SUBMIT_X = 1.15      # simml time / floor time
 TARGET_BURST_X = 1.15
@@ -290,20 +290,6 @@ def _folders(base: Path) -> dict[str, Path]:
     return out
 
 
-def _interleave(reps: int, steps: list[tuple[str, Callable[[], Any]]],
-                label: str) -> dict[str, list[Any]]:
-    """Run each step ``reps`` times, the order rotated every repetition."""
-    results: dict[str, list[Any]] = {name: [] for name, _ in steps}
-    for rep in range(reps):
-        shift = rep % len(steps)
-        for name, step in steps[shift:] + steps[:shift]:
-            value = step()
-            results[name].append(value)
-            seconds = value["seconds"] if isinstance(value, dict) else value
-            progress(f"{label} {rep + 1}/{reps}: {name} {seconds:.2f} s")
-    return results
-
-
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
@@ -323,7 +309,7 @@ def _submit_rows(quick: bool, dirs: dict[str, Path], s: Worker, p: Worker,
         progress("submit: warm-up (untimed)")
         for name, step in steps:
             step()
-    results = _interleave(reps, steps, "submit")
+    results = interleave(reps, steps, "submit")
     simml_t = [r["seconds"] for r in results["simml"]]
     floor_t = results["floor"]
     simml_s, floor_s = median(simml_t), median(floor_t)
@@ -380,7 +366,7 @@ def _burst_rows(quick: bool, dirs: dict[str, Path], s: Worker, p: Worker) -> lis
         ("simml", lambda: s.call("bench_execution:simml_burst", src=str(dirs["short_simml"]), n=n)),
         ("floor", lambda: p.call("bench_execution:plain_burst", src=str(dirs["short_plain"]), n=n)),
     ]
-    results = _interleave(reps, steps, f"cluster burst ({n} runs)")
+    results = interleave(reps, steps, f"cluster burst ({n} runs)")
     simml_t = [r["seconds"] for r in results["simml"]]
     floor_t = results["floor"]
     simml_s, floor_s = median(simml_t), median(floor_t)

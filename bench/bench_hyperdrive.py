@@ -32,9 +32,9 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from _common import ROOT, Worker, median, progress, row
+from _common import ROOT, Worker, interleave, median, progress, row
 
 TARGET_SWEEP_X = 1.15
 KERNELS = ("linear", "rbf")
@@ -188,19 +188,6 @@ def plain_grid(src: str) -> float:
 # Driver, run in the parent.
 
 
-def _interleave(reps: int, steps: list[tuple[str, Callable[[], Any]]],
-                label: str) -> dict[str, list[Any]]:
-    results: dict[str, list[Any]] = {name: [] for name, _ in steps}
-    for rep in range(reps):
-        shift = rep % len(steps)
-        for name, step in steps[shift:] + steps[:shift]:
-            value = step()
-            results[name].append(value)
-            seconds = value["seconds"] if isinstance(value, dict) else value
-            progress(f"{label} {rep + 1}/{reps}: {name} {seconds:.2f} s")
-    return results
-
-
 def run(quick: bool = False) -> list[dict]:
     reps = 1 if quick else 3
     total = 8 if quick else 12
@@ -216,7 +203,7 @@ def run(quick: bool = False) -> list[dict]:
         (folders["epochs"] / "train_epochs.py").write_text(EPOCH_SCRIPT)
         with Worker("simml") as s, Worker("plain") as p:
             s.call("bench_hyperdrive:simml_setup")
-            results = _interleave(reps, [
+            results = interleave(reps, [
                 ("simml", lambda: s.call("bench_hyperdrive:simml_grid",
                                          src=str(folders["iris_simml"]))),
                 ("floor", lambda: p.call("bench_hyperdrive:plain_grid",
