@@ -6,23 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
-from typing import Callable
 
+from _waiting import eventually
 from simml.core import Experiment, Run, ScriptRunConfig
 from simml.core.compute import AmlCompute, ComputeTarget
 from simml.core.compute.cluster import Timings
 
 TIMINGS = Timings(provision_seconds=60, node_start_seconds=120, node_leave_seconds=30)
-
-
-def eventually(condition: Callable[[], bool], what: str, seconds: float = 60) -> None:
-    deadline = time.time() + seconds
-    while not condition():
-        if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        time.sleep(0.02)
 
 
 def make_cluster(ws, max_nodes: int, idle: int = 300) -> AmlCompute:

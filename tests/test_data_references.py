@@ -7,12 +7,11 @@ from __future__ import annotations
 import os
 import shutil
 import textwrap
-import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
+from _waiting import eventually
 from simml.core import Experiment, ScriptRunConfig
 from simml.core.compute import AmlCompute, ComputeTarget
 from simml.core.compute.cluster import Timings
@@ -173,14 +172,6 @@ def test_estimator_inputs_and_references_inside_arguments(ws, datastore, tmp_pat
     assert run.wait_for_completion()["status"] == "Completed"
     assert run.get_metrics() == {"same": True}
     assert "TEXT original" in driver_log(ws, run)
-
-
-def eventually(condition: Callable[[], bool], what: str, seconds: float = 60) -> None:
-    deadline = time.time() + seconds
-    while not condition():
-        if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        time.sleep(0.02)
 
 
 def test_a_path_gone_before_the_job_starts_fails_the_run(ws, datastore, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import pytest
 from click.testing import CliRunner
 
+import _waiting
 from simml.cli import cli
 from simml.core import Experiment, ScriptRunConfig
 from simml.core.compute import AmlCompute, ComputeTarget
@@ -75,12 +76,8 @@ BLOCKING = textwrap.dedent("""
 """)
 
 
-def eventually(condition: Callable[[], bool], what: str, seconds: float = 90) -> None:
-    deadline = time.time() + seconds
-    while not condition():
-        if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        time.sleep(0.02)
+def eventually(condition: Callable[[], bool], what: str) -> None:
+    _waiting.eventually(condition, what, seconds=90)  # sweeps take longer
 
 
 def project(tmp_path: Path, source: str = TRAIN) -> Path:
