@@ -1,5 +1,5 @@
-"""`simml serve`, the Azure ML v1 emulator: the real azureml-core client (its own venv, built by
-`.ci/azureml-venv.sh`) run as a subprocess against one shared server, and the server's answers to
+"""`simml serve`, the Azure ML v1 emulator: the real azureml-core client (its own venv, built once
+by the tests: `tests/_venvs.py`) run as a subprocess against one shared server, and the server's answers to
 bad input and bad tokens (plain HTTP, no client needed).
 
 The venv is reused, or built once when missing; the client tests skip only when it cannot be
@@ -32,45 +32,39 @@ from simml.emulator.protocol import (
 
 REPO = Path(__file__).resolve().parent.parent
 CLIENT_SCRIPTS = Path(__file__).resolve().parent / "emulator_client"
-VENV_SCRIPT = REPO / ".ci" / "azureml-venv.sh"
 SUB, RG, WS = "00000000-0000-0000-0000-000000000000", "rg1", "ws1"
 SCOPE = ARM_SCOPE.format(sub=SUB, rg=RG, ws=WS)
 
 
-def _default_venv() -> Path:
-    return Path(os.environ.get("SIMML_AZUREML_VENV")
-                or Path.home() / ".cache" / "simml" / "azureml-venv")
+AZUREML_CLIENT_REQUIREMENTS = ["azureml-core", "azureml-train-core"]
 
 
 def _venv_works(venv: Path) -> bool:
     python = venv / "bin" / "python"
     if not python.exists():
         return False
-    check = subprocess.run([str(python), "-c", "import azureml.core"], capture_output=True,
-                           timeout=120)
+    check = subprocess.run([str(python), "-c", "import azureml.core, azureml.train.sklearn"],
+                           capture_output=True, timeout=120)
     return check.returncode == 0
 
 
 @pytest.fixture(scope="session")
 def azureml_venv() -> Path:
-    """The real client's venv: reused when it imports, else built (about a minute, once), so
-    the README's test command needs nothing by hand; when it cannot be built (no package index)
-    the client tests skip, except in CI (``CI`` set), where that fails them."""
-    venv = _default_venv()
-    if _venv_works(venv):
-        return venv
-    built = subprocess.run(["bash", str(VENV_SCRIPT)], capture_output=True, text=True,
-                           timeout=1200, env={**os.environ, "SIMML_AZUREML_VENV": str(venv)})
-    problem = None
-    if built.returncode != 0:
-        problem = f"building the azureml venv failed:\n{built.stderr[-3000:]}"
-    elif not _venv_works(venv):
-        problem = f"{venv} was built but does not import azureml.core"
-    if problem is not None:
+    """The real client's venv: the one named by ``SIMML_AZUREML_VENV``, else one the tests build
+    once with uv and reuse (``tests/_venvs.py``, like the inference server's), so the README's test
+    command needs nothing by hand. When it cannot be built (no package index) the client tests
+    skip, except in CI (``CI`` set), where that fails them."""
+    named = os.environ.get("SIMML_AZUREML_VENV")
+    if named and _venv_works(Path(named)):
+        return Path(named)
+    from _venvs import cached_venv
+    python, problem = cached_venv("azureml-client", AZUREML_CLIENT_REQUIREMENTS,
+                                  "azureml.train.sklearn")
+    if python is None:
         if os.environ.get("CI"):
             pytest.fail(problem)
-        pytest.skip(f"{problem}\n(build it with `bash {VENV_SCRIPT.relative_to(REPO)}`)")
-    return venv
+        pytest.skip(problem)
+    return Path(python).parent.parent
 
 
 class Emulator:
