@@ -100,3 +100,22 @@ def docker_client(docker_engine, simml_home: Path):
             container.remove(force=True)
         except Exception:  # noqa: BLE001 - gone meanwhile
             pass
+
+
+# --- the emulator's tests (`simml serve` and the real azureml-core client) -----------------------
+
+@pytest.fixture(scope="session")
+def azureml_venv() -> Path:
+    """The real client's venv (``_emulator_server.azureml_venv``): reused or built once with uv."""
+    from _emulator_server import azureml_venv as build
+    return build()
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory):
+    """One `simml serve` process (and its simulated cluster) shared by every emulator test."""
+    from _emulator_server import Emulator
+    server = Emulator(tmp_path_factory.mktemp("emulator"))
+    server.start()
+    yield server
+    server.stop()
