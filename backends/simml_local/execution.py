@@ -428,10 +428,7 @@ class LocalExecution:
                                    **self.limits_options())
         log(f"[running] {limits.describe()}")
         try:
-            limited, preexec = limits.spawn(command)
-            process = subprocess.Popen(
-                limited, cwd=wd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec)
+            process = self._start_job(command, wd, env, limits, environment.runtime)
         except BaseException:
             limits.cleanup()
             raise
@@ -474,6 +471,23 @@ class LocalExecution:
         return references.check_mounts(log, job_outcome(
             code, signal_number, canceled=canceled, timed_out=timed_out, max_seconds=max_seconds,
             out_of_memory=how, allocation=allocation, tail=tail))
+
+    def _start_job(self, command: list[str], wd: Path, env: dict[str, str], limits: Any,
+                   runtime: str) -> Any:
+        """The job's process: forked by a warm interpreter (``warmstart``: no interpreter
+        start-up per job) unless ``SIMML_JOB_START=exec``; else ``python script ...`` spawned
+        with vfork behind the limits' ``/bin/sh`` prefix."""
+        from simml_local import warmstart
+        if runtime == "process" and warmstart.enabled():
+            starts = self.__dict__.get("_warm_starts")
+            if starts is None:
+                starts = self.__dict__.setdefault("_warm_starts", warmstart.WarmStarts())
+            return starts.spawn(command[0], env, command[1], command[2:], str(wd),
+                                limits.warm_limits())
+        limited, preexec = limits.spawn(command)
+        return subprocess.Popen(
+            limited, cwd=wd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec)
 
     def resolve_data_references(self, workspace: WorkspaceInfo, definition: dict[str, Any],
                                 run_dir: Path) -> "ResolvedReferences":
@@ -791,15 +805,20 @@ class ExitWatch:
     has them (Linux 5.3+), since ``Popen.wait(timeout)`` sleeps in steps of up to 50 ms and every
     run on a busy node would pay that delay before the next one starts."""
 
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+    def __init__(self, process: Any) -> None:
         self.process = process
         self.poller: select.poll | None = None
         self.fd: int | None = None
+        self.poller = select.poll()
+        exit_fd = getattr(process, "exit_fd", None)  # a warm-started job: its exit pipe
+        if exit_fd is not None:
+            self.poller.register(exit_fd, select.POLLIN)
+            return
         try:
             self.fd = os.pidfd_open(process.pid)
         except (AttributeError, OSError):  # no pidfd here (or the process is already reaped)
+            self.poller = None
             return
-        self.poller = select.poll()
         self.poller.register(self.fd, select.POLLIN)
 
     def wait(self, timeout: float) -> bool:
@@ -816,10 +835,10 @@ class ExitWatch:
     def close(self) -> None:
         if self.fd is not None:
             os.close(self.fd)
-            self.fd = self.poller = None
+        self.fd = self.poller = None
 
 
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
+def _stop_group(process: Any) -> None:
     """Stop the job's whole process tree: SIGTERM, then SIGKILL after a grace period."""
     try:
         os.killpg(process.pid, signal.SIGTERM)

@@ -53,7 +53,6 @@ import errno
 import logging
 import os
 import re
-import resource
 import signal
 import time
 import zlib
@@ -472,29 +471,18 @@ class JobLimits:
 
     # --- in the child, between fork and exec ---------------------------------------------
     def preexec(self) -> None:
-        """Join the job's groups / set the rlimit. Runs in the forked child: no locks, no logging.
+        """Join the job's groups / set the rlimit, in the forked child (no locks, no logging):
+        ``warmstart.apply_job_limits``, which a warm-started job runs too."""
+        from simml_local.warmstart import apply_job_limits
+        apply_job_limits(self._memory_procs, self._cpu_procs, self._rlimit, self.memory_bytes,
+                         self._affinity)
 
-        If joining the memory group fails the child limits itself with ``RLIMIT_DATA`` instead,
-        so a job never runs without a memory limit it was meant to have.
-        """
-        pid = str(os.getpid()).encode()
-        rlimit = self._rlimit
-        if self._memory_procs is not None and not _write_pid(self._memory_procs, pid):
-            rlimit = self.memory_bytes
-        if self._cpu_procs is not None:
-            _write_pid(self._cpu_procs, pid)
-        if rlimit is not None:
-            try:
-                hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
-                value = rlimit if hard == resource.RLIM_INFINITY else min(rlimit, hard)
-                resource.setrlimit(resource.RLIMIT_DATA, (value, value))  # the job cannot undo it
-            except (ValueError, OSError):
-                pass
-        if self._affinity is not None:
-            try:
-                os.sched_setaffinity(0, self._affinity)
-            except OSError:
-                pass
+    def warm_limits(self) -> dict[str, object]:
+        """The same limits for a job forked by a warm interpreter (``warmstart``), as JSON."""
+        return {"memory_procs": os.fsdecode(self._memory_procs) if self._memory_procs else None,
+                "cpu_procs": os.fsdecode(self._cpu_procs) if self._cpu_procs else None,
+                "rlimit": self._rlimit, "fallback": self.memory_bytes,
+                "affinity": sorted(self._affinity) if self._affinity is not None else None}
 
     # --- after the job ----------------------------------------------------------------------
     def out_of_memory(self, returncode: int | None, output_tail: list[str]) -> bool:
@@ -592,17 +580,3 @@ _JOIN_SCRIPT = (
     '[ -z "$c" ] || { echo $$ >"$c"; } 2>/dev/null\n'
     '[ -z "$r" ] || ulimit -d "$r" 2>/dev/null\n'
     'exec "$@"\n')
-
-
-def _write_pid(path: bytes, pid: bytes) -> bool:
-    try:
-        fd = os.open(path, os.O_WRONLY)
-    except OSError:
-        return False
-    try:
-        os.write(fd, pid)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
