@@ -60,6 +60,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from simml_local.warmstart import apply_job_limits
+
 __all__ = ["JobLimits", "CgroupLayout", "cgroup_support", "MODES", "ENV_VAR"]
 
 logger = logging.getLogger(__name__)
@@ -473,7 +475,6 @@ class JobLimits:
     def preexec(self) -> None:
         """Join the job's groups / set the rlimit, in the forked child (no locks, no logging):
         ``warmstart.apply_job_limits``, which a warm-started job runs too."""
-        from simml_local.warmstart import apply_job_limits
         apply_job_limits(self._memory_procs, self._cpu_procs, self._rlimit, self.memory_bytes,
                          self._affinity)
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import select
 import signal
 import socket
@@ -67,8 +68,8 @@ def apply_job_limits(memory_procs: bytes | None, cpu_procs: bytes | None, rlimit
                      fallback: int, affinity: frozenset[int] | None) -> None:
     """Join the job's groups and set its rlimit / affinity, in the job's own process before its
     code runs. A memory group that cannot be joined falls back to ``RLIMIT_DATA`` of
-    ``fallback`` bytes, so a job never runs without the memory limit it was meant to have."""
-    import resource
+    ``fallback`` bytes, so a job never runs without the memory limit it was meant to have.
+    Runs between fork and exec too (``preexec_fn``): it imports nothing."""
     pid = str(os.getpid()).encode()
     if memory_procs is not None and not _write_pid(memory_procs, pid):
         rlimit = fallback
