@@ -104,7 +104,7 @@ class Worker:
     JSON-serialisable result or raises ``WorkerError`` with the child's traceback.
     """
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, **env: str) -> None:
         self.label = label
         self.home = Path(tempfile.mkdtemp(prefix=f"simml-bench-{label}-"))
         (self.home / "simml-home").mkdir()
@@ -113,7 +113,7 @@ class Worker:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, str(BENCH_DIR / "_child.py")], cwd=self.home / "work",
-            env=worker_env(self.home), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            env=worker_env(self.home, **env), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self._log, text=True, bufsize=1)
 
     @property
