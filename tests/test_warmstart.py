@@ -204,3 +204,14 @@ def test_submitted_runs_are_the_same_either_way(ws, tmp_path: Path, mode: str,
     details = bad.wait_for_completion(raise_on_error=False)
     assert details["status"] == "Failed"
     assert "exited with code 5" in details["error"]["error"]["message"]
+
+
+def test_an_interpreter_that_cannot_host_a_warm_start_says_why(tmp_path: Path) -> None:
+    """The runner then starts the job as a new interpreter (``_start_job`` catches OSError)."""
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'this interpreter has no socket.recv_fds' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    pool = WarmStarts()
+    with pytest.raises(OSError, match="did not start: this interpreter has no socket.recv_fds"):
+        pool.spawn(str(fake), _env(), "job.py", [], str(tmp_path), {})
+    pool.close()

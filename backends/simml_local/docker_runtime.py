@@ -210,7 +210,7 @@ def execute_in_container(local: "LocalExecution", context: StageContext,
                          environment: PreparedEnvironment, allocation: Allocation,
                          log: Callable[[str], None], references: "ResolvedReferences"
                          ) -> ExecutionResult:
-    from simml_local.execution import STD_LOG, process_identity
+    from simml_local.execution import process_identity
     workspace, run_id = context.workspace, context.run_id
     try:
         client = connect()
@@ -255,8 +255,7 @@ def execute_in_container(local: "LocalExecution", context: StageContext,
         f"(user {user}, network {network}): {' '.join(command[1:])}")
     log(f"[running] container limits: {cores} cores (nano_cpus), memory {memory / 2**30:g} GB, "
         "no swap")
-    std_log = local.root(workspace) / "artifacts" / run_id / STD_LOG
-    std_log.parent.mkdir(parents=True, exist_ok=True)
+    std_log = local.open_std_log(workspace, run_id)
     container = None
     try:
         try:

@@ -422,13 +422,12 @@ class LocalExecution:
         env.update(references.environment)
         log(f"[running] on {allocation.node_id} ({allocation.v_cpus} cores, "
             f"{allocation.memory_gb:g} GB): {' '.join(command[1:])}")
-        std_log = self.root(workspace) / "artifacts" / run_id / STD_LOG
-        std_log.parent.mkdir(parents=True, exist_ok=True)
+        std_log = self.open_std_log(workspace, run_id)
         limits = JobLimits.for_job(run_id, allocation.v_cpus, int(allocation.memory_gb * 2**30),
                                    **self.limits_options())
         log(f"[running] {limits.describe()}")
         try:
-            process = self._start_job(command, wd, env, limits, environment.runtime)
+            process = self._start_job(command, wd, env, limits, environment.runtime, log)
         except BaseException:
             limits.cleanup()
             raise
@@ -473,21 +472,37 @@ class LocalExecution:
             out_of_memory=how, allocation=allocation, tail=tail))
 
     def _start_job(self, command: list[str], wd: Path, env: dict[str, str], limits: Any,
-                   runtime: str) -> Any:
+                   runtime: str, log: Callable[[str], None]) -> Any:
         """The job's process: forked by a warm interpreter (``warmstart``: no interpreter
-        start-up per job) unless ``SIMML_JOB_START=exec``; else ``python script ...`` spawned
-        with vfork behind the limits' ``/bin/sh`` prefix."""
+        start-up per job) unless ``SIMML_JOB_START=exec``; else, or when the job's interpreter
+        cannot host a warm one (older than 3.9, say), ``python script ...`` spawned with vfork
+        behind the limits' ``/bin/sh`` prefix."""
         from simml_local import warmstart
         if runtime == "process" and warmstart.enabled():
             starts = self.__dict__.get("_warm_starts")
             if starts is None:
                 starts = self.__dict__.setdefault("_warm_starts", warmstart.WarmStarts())
-            return starts.spawn(command[0], env, command[1], command[2:], str(wd),
-                                limits.warm_limits())
+            try:
+                return starts.spawn(command[0], env, command[1], command[2:], str(wd),
+                                    limits.warm_limits())
+            except OSError as exc:
+                log(f"[running] no warm start ({' '.join(str(exc).split())[:300]}); "
+                    "starting a new interpreter")
         limited, preexec = limits.spawn(command)
         return subprocess.Popen(
             limited, cwd=wd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec)
+
+    def open_std_log(self, workspace: WorkspaceInfo, run_id: str) -> Path:
+        """The job's own output file (``user_logs/std_log.txt``), listed among the run's files
+        from the moment the job starts, as on Azure: clients that stream the highest-priority
+        log (the real azureml client does) follow it from the job's first line, instead of
+        switching to it at the end and printing the output a second time."""
+        std_log = self.root(workspace) / "artifacts" / run_id / STD_LOG
+        std_log.parent.mkdir(parents=True, exist_ok=True)
+        std_log.touch()
+        self.store(workspace).register_file(run_id, STD_LOG)
+        return std_log
 
     def resolve_data_references(self, workspace: WorkspaceInfo, definition: dict[str, Any],
                                 run_dir: Path) -> "ResolvedReferences":
