@@ -1210,8 +1210,16 @@ def service_delete(name: str) -> None:
 @click.option("--request-log", metavar="FILE", help="Append every request (JSON lines) here.")
 @click.option("--write-config", metavar="DIR",
               help="Write DIR/.azureml/config.json for the real azureml client.")
+@click.option("--proxy-port", type=click.IntRange(min=0, max=65535), default=None,
+              help="Port of the HTTPS CONNECT proxy (blob storage, ARM) [default: PORT+1, or any "
+                   "free port when PORT is 0].")
+@click.option("--no-proxy", is_flag=True, help="Serve without the HTTPS proxy.")
+@click.option("--write-env", metavar="FILE",
+              help="Write the client's export lines (HTTPS_PROXY, REQUESTS_CA_BUNDLE, MSI_*) to "
+                   "FILE, to source before starting the client.")
 def serve(port: int, host: str, serve_workspace: str | None, request_log: str | None,
-          write_config: str | None) -> None:
+          write_config: str | None, proxy_port: int | None, no_proxy: bool,
+          write_env: str | None) -> None:
     """Serve the workspace over the Azure ML v1 REST protocol, for the unmodified azureml-core
     client (docs/emulator.md). The key is read from SIMML_EMULATOR_KEY, else made and printed.
 
@@ -1219,8 +1227,13 @@ def serve(port: int, host: str, serve_workspace: str | None, request_log: str | 
     """
     from simml.emulator.server import serve as run_server
     ws = _state().workspace(serve_workspace)
+    if no_proxy and write_env:
+        raise click.UsageError("--write-env needs the proxy (drop --no-proxy).")
+    if proxy_port is None and not no_proxy:
+        proxy_port = port + 1 if 0 < port < 65535 else 0
     run_server(ws, host, port, request_log, write_config,
-               echo=lambda line: click.echo(line, nl=True) or sys.stdout.flush())
+               echo=lambda line: click.echo(line, nl=True) or sys.stdout.flush(),
+               proxy_port=None if no_proxy else proxy_port, write_env=write_env)
 
 
 # --- entry point -------------------------------------------------------------------------------

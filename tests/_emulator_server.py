@@ -72,6 +72,8 @@ class Emulator:
         (self.server_dir / ".azureml" / "config.json").write_text(json.dumps(self.config))
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
+        self.env_file = root / "client.env"  # the proxy's export lines (`simml serve --write-env`)
+        self.client_env: dict[str, str] = {}
 
     def workspace(self) -> Any:
         """The served workspace through simml's API (SIMML_HOME would win over the config's
@@ -93,7 +95,8 @@ class Emulator:
         env.pop("SIMML_HOME", None)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "simml.cli", "serve", "--port", "0", "--request-log",
-             str(self.request_log), "--write-config", str(self.client_dir)],
+             str(self.request_log), "--write-config", str(self.client_dir),
+             "--proxy-port", "0", "--write-env", str(self.env_file)],
             cwd=self.server_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True)
         deadline = time.monotonic() + 60
@@ -102,8 +105,9 @@ class Emulator:
             line = self.process.stdout.readline()
             if not line:
                 break
-            if line.startswith("simml emulator:"):
+            if line.startswith("simml emulator: workspace"):
                 self.url = line.rsplit(" at ", 1)[1].strip()
+                self.client_env = parse_env_file(self.env_file)
                 return
         raise AssertionError(f"simml serve did not start (exit {self.process.poll()})")
 
@@ -139,11 +143,15 @@ class Emulator:
             raw, status = exc.read(), exc.code
         return status, (json.loads(raw) if raw else None)
 
-    def run_client(self, venv: Path, script: str, *args: str) -> dict[str, Any]:
+    def run_client(self, venv: Path, script: str, *args: str,
+                   home: Path | None = None) -> dict[str, Any]:
+        """Run a client script; ``home`` gives it a HOME of its own (the client caches
+        discovery answers and snapshots there), else the one the client scripts share."""
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("SIMML_", "AZUREML_")) and "PROXY" not in k.upper()}
-        env.update({"HOME": str(self.client_home), "SIMML_EMULATOR_KEY": self.key,
+        env.update({"HOME": str(home or self.client_home), "SIMML_EMULATOR_KEY": self.key,
                     "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"})
+        env.update(self.client_env)  # HTTPS_PROXY, REQUESTS_CA_BUNDLE, MSI_* (blob hosts, ARM)
         done = subprocess.run([str(venv / "bin" / "python"), str(CLIENT_SCRIPTS / script), *args],
                               cwd=self.client_dir, env=env, capture_output=True, text=True,
                               timeout=300)
@@ -154,6 +162,18 @@ class Emulator:
         result = json.loads(lines[-1][len("RESULT "):])
         result["_stdout"] = done.stdout
         return result
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    """The ``export NAME=value`` lines `simml serve --write-env` wrote."""
+    import shlex
+    found: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        words = shlex.split(line)
+        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+            name, _, value = words[1].partition("=")
+            found[name] = value
+    return found
 
 
 def templates(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:

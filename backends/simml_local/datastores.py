@@ -11,14 +11,29 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
+import stat
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from simml.entities import DatastoreInfo, TransferResult, UploadItem, WorkspaceInfo
+from simml.entities import (
+    DatastoreFile,
+    DatastoreInfo,
+    TransferResult,
+    UploadItem,
+    WorkspaceInfo,
+)
 from simml.exceptions import NotFoundException, UserErrorException
 from simml.plugins import hookimpl
-from simml_local.files import atomic_write_bytes, download_tree, list_tree, upload_tree
+from simml_local.files import (
+    atomic_write_bytes,
+    download_tree,
+    list_tree,
+    safe_join,
+    upload_tree,
+)
 
 if TYPE_CHECKING:
     from simml.progress import Progress
@@ -147,3 +162,30 @@ class LocalDatastores:
     def simml_datastore_list_files(self, workspace: WorkspaceInfo, name: str,
                                    prefix: str | None) -> list[str]:
         return list_tree(self.datastore_root(workspace, name), prefix, blob_prefix=True)
+
+    @hookimpl
+    def simml_datastore_stat(self, workspace: WorkspaceInfo, name: str,
+                             prefix: str | None) -> list[DatastoreFile]:
+        root = self.datastore_root(workspace, name)
+        found = []
+        for rel in list_tree(root, prefix, blob_prefix=True):
+            try:
+                st = safe_join(root, rel).stat()
+            except FileNotFoundError:
+                continue                                   # deleted since listing
+            found.append(DatastoreFile(rel, st.st_size,
+                                       datetime.fromtimestamp(st.st_mtime, timezone.utc)))
+        return found
+
+    @hookimpl
+    def simml_datastore_read(self, workspace: WorkspaceInfo, name: str, path: str, offset: int,
+                             length: int) -> bytes:
+        target = safe_join(self.datastore_root(workspace, name), path)
+        try:
+            with open(target, "rb") as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    raise NotFoundException(f"{path!r} is not a file of datastore {name!r}.")
+                handle.seek(max(0, offset))
+                return handle.read(max(0, length))
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+            raise NotFoundException(f"File {path!r} was not found in datastore {name!r}.") from exc

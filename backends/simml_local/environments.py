@@ -12,8 +12,9 @@ Builder (called by ``simml_stage_prepare`` for environments that are not user-ma
    normalised pip requirements, the conda packages mapped to PyPI names (``CONDA_TO_PYPI``: no conda
    channel is reachable; an unmapped package fails Preparing), the pip options and the uv index
    settings of the environment (``UV_DEFAULT_INDEX``, ...), and simml's version. ``azureml-*``
-   packages are dropped (simml's job side replaces them). The cache key is the sha256 of that
-   spec as canonical JSON.
+   packages are dropped (simml's job side replaces them) unless the definition's ``simml``
+   section sets ``installAzureml`` (the emulator's jobs use the real SDK). The cache key is the
+   sha256 of that spec as canonical JSON.
 2. **Hit**: ``<SIMML_HOME>/envs/<key>/`` exists: one log line, no uv call.
 3. **Miss**: under an ``flock`` on ``envs/<key>.lock`` (a concurrent builder of the same spec
    waits, then hits), ``uv venv --relocatable`` and ``uv pip install`` into
@@ -50,7 +51,12 @@ from simml.core.conda_dependencies import (
     is_pip_option,
     pip_requirement_name,
 )
-from simml.core.environment import EnvironmentBuildException, EnvironmentNotFoundException
+from simml.core.environment import (
+    INSTALL_AZUREML,
+    SIMML_SECTION,
+    EnvironmentBuildException,
+    EnvironmentNotFoundException,
+)
 from simml.entities import EnvironmentInfo, PreparedEnvironment, WorkspaceInfo
 from simml.exceptions import UserErrorException
 from simml.plugins import hookimpl
@@ -514,14 +520,16 @@ def resolve_spec(definition: dict[str, Any], source_dir: Path | None = None,
             conda.append(_normalise_pip(requirement))
     pip: list[str] = []
     options: list[str] = []
+    # the emulator's jobs talk to it through the real SDK: they install it
+    install_azureml = bool((definition.get(SIMML_SECTION) or {}).get(INSTALL_AZUREML))
     for entry in [*cd.pip_options, *cd.pip_packages]:
         normalised = _normalise_pip(entry)
         if is_pip_option(normalised):
             options.append(normalised)
             continue
         name = pip_requirement_name(normalised) or ""
-        if (name.startswith(SKIPPED_PIP_PREFIXES) and name not in KEPT_AZUREML_PACKAGES) \
-                or name == "simml":
+        if (name.startswith(SKIPPED_PIP_PREFIXES) and name not in KEPT_AZUREML_PACKAGES
+                and not install_azureml) or name == "simml":
             notes.append(f"pip package {entry!r} is not installed: simml's job side provides "
                          "the run API in every environment")
             continue

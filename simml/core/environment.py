@@ -37,6 +37,10 @@ DEFAULT_GPU_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-cuda11.8-cudnn8-ubun
 DEFINITION_FILE = "azureml_environment.json"
 CONDA_FILE = "conda_dependencies.yml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,254}$")
+SIMML_SECTION = "simml"
+INSTALL_AZUREML = "installAzureml"
+"""A definition's ``simml`` section may set ``installAzureml: true``: its ``azureml-*`` pip packages
+are then installed, not dropped (``simml serve`` sets it for jobs that use the real SDK)."""
 
 
 class EnvironmentNotFoundException(NotFoundException):

@@ -128,25 +128,56 @@ def snapshot_items(source_directory: str) -> tuple:
     return items
 
 
-def submit_script_run(experiment: "Experiment", config: "ScriptRunConfig") -> "Run":
+def submit_script_run(experiment: "Experiment", config: "ScriptRunConfig", *,
+                      run_id: str | None = None, properties: dict[str, str] | None = None,
+                      submitted_by: str | None = None) -> "Run":
+    """Validate, snapshot, create the run and hand it to the backend.
+
+    ``run_id`` is the id a caller chose (the emulator: the real client picks it, Azure's
+    ``snapshotrun?runId=``); a malformed or existing id is a ``UserErrorException`` before anything
+    is written. ``properties`` are added at creation, over ``ContentSnapshotId`` (the emulator
+    records the client's snapshot id there, as Azure does; simml's own stays in the definition's
+    ``snapshotId``).
+    """
     from simml.core.run import Run
     workspace = experiment.workspace
     backend, info = workspace._backend, workspace._info
     definition = config._validated(experiment)
+    store = workspace._history()
+    if run_id is not None:
+        _check_new_run_id(store, run_id)  # before the snapshot: a clash writes nothing
     snapshot_id = backend.snapshot_create(info, snapshot_items(config.source_directory))
     definition["snapshotId"] = snapshot_id
     now = workspace.clock.now()
-    run_id = IdFactory.from_environment().script_run_id(experiment.name, now)
-    store = workspace._history()
+    if run_id is None:
+        run_id = IdFactory.from_environment().script_run_id(experiment.name, now)
     run_info = store.create_run(RunCreate(
         run_id=run_id, experiment_name=experiment.name, run_type="azureml.scriptrun",
         status="NotStarted", target=definition["target"], created_time=now,
-        definition=definition, properties={"ContentSnapshotId": snapshot_id},
-        submitted_by=_user()))
+        definition=definition,
+        properties={"ContentSnapshotId": snapshot_id, **(properties or {})},
+        submitted_by=submitted_by or _user()))
     backend.run_submit(info, RunSubmission(run_id=run_id, experiment_name=experiment.name,
                                            target=definition["target"], definition=definition,
                                            snapshot_id=snapshot_id))
     return Run._from_info(experiment, run_info)
+
+
+def _check_new_run_id(store: Any, run_id: str) -> None:
+    """A caller-chosen run id must be safe as a folder name and not taken."""
+    import re
+
+    from simml.exceptions import UserErrorException
+    if not isinstance(run_id, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}",
+                                                        run_id):
+        raise UserErrorException(
+            f"Invalid run id {run_id!r}: use letters, digits, '_', '-' and '.' (up to 255 "
+            "characters), starting with a letter or digit.")
+    try:
+        store.get_run(run_id)
+    except NotFoundException:
+        return
+    raise UserErrorException(f"A run with id {run_id!r} already exists.")
 
 
 def _user() -> str:

@@ -8,6 +8,9 @@ The package is split so that the real client's environment can import the client
 ``server.py``       the HTTP server (stdlib ``ThreadingHTTPServer``), request log, ``serve()``
 ``service.py``      the routes: a thin adapter from REST onto simml's API and backend facade
 ``client_auth.py``  ``SimmlEmulatorAuthentication`` for the real client (imports azureml)
+``tlsproxy.py``     the HTTPS CONNECT proxy and the workspace's CA (``cryptography``, when serving)
+``blobs.py``        datastore routes and Azure Blob REST over the datastore hooks
+``ambient.py``      MSI token, subscriptions, cloud metadata: plain ``Workspace.from_config()``
 
 This ``__init__`` imports nothing, so ``import simml.emulator.client_auth`` stays light.
 """

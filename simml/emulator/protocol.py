@@ -19,7 +19,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 ISSUER = "simml-emulator"
 KEY_ENV = "SIMML_EMULATOR_KEY"
@@ -175,3 +176,20 @@ def verify_token(key: str, token: str, now: float | None = None) -> dict[str, An
     if not isinstance(exp, (int, float)) or exp <= (now if now is not None else time.time()):
         raise TokenError("The token has expired.")
     return claims
+
+
+@contextmanager
+def released(lock: Any) -> Iterator[None]:
+    """Let other requests run during a block that touches no shared emulator state (file copies,
+    submissions: simml's store is transactional by itself): the handler lock ``Emulator.call``
+    holds is released for the block and taken back after. A no-op when this thread does not
+    hold it."""
+    try:
+        lock.release()
+    except RuntimeError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.acquire()

@@ -37,6 +37,7 @@ class RequestLog:
         self._path = Path(path) if path else None
 
     def add(self, entry: dict[str, Any]) -> None:
+        entry.setdefault("at", round(time.time(), 3))  # when it ended, wall clock
         with self._lock:
             self.entries.append(entry)
             if self._path is not None:
@@ -52,6 +53,7 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
                  request_log: RequestLog) -> None:
         self.emulator = emulator
         self.key = key
+        emulator.key = key  # signs the content URLs the routes hand out (artifacts, snapshots)
         self.request_log = request_log
         super().__init__(address, EmulatorHandler)
 
@@ -187,13 +189,18 @@ def write_client_config(folder: str | Path, workspace: "Workspace", base_url: st
 
 
 def serve(workspace: "Workspace", host: str, port: int, request_log: str | None,
-          write_config: str | None, echo: Any = print) -> None:
+          write_config: str | None, echo: Any = print, proxy_port: int | None = 0,
+          write_env: str | None = None) -> None:
     """``simml serve``: bind, print where (and the key when this process made it), serve until
-    interrupted."""
+    interrupted. ``proxy_port`` (None: no proxy) binds the HTTPS CONNECT proxy beside it
+    (``tlsproxy.py``: blob hosts, ARM); its client environment is printed and, with
+    ``write_env``, written to that file."""
     import os
 
     from simml.emulator.protocol import KEY_ENV, new_key
-    key = os.environ.get(KEY_ENV) or ""
+    # Taken out of this process's environment: the runners it launches, and their jobs, inherit
+    # that environment (a job gets a run token instead: execution.py).
+    key = os.environ.pop(KEY_ENV, None) or ""
     generated = not key
     if generated:
         key = new_key()
@@ -203,6 +210,19 @@ def serve(workspace: "Workspace", host: str, port: int, request_log: str | None,
         echo(f"Wrote {write_client_config(write_config, workspace, base)}")
     if generated:
         echo(f"export {KEY_ENV}={key}")
+    proxy = None
+    if proxy_port is not None:
+        from simml.emulator.tlsproxy import start_proxy
+        try:
+            proxy = start_proxy(server, host, proxy_port)
+        except BaseException:
+            server.server_close()
+            raise
+        echo(f"simml emulator: HTTPS proxy at {proxy.proxy.url}; the client needs:")
+        for line in proxy.export_lines():
+            echo(line)
+        if write_env:
+            echo(f"Wrote {proxy.write_env(write_env)}")
     echo(f"simml emulator: workspace {workspace.name} ({workspace.subscription_id}/"
          f"{workspace.resource_group}) at {base}")
     try:
@@ -210,4 +230,6 @@ def serve(workspace: "Workspace", host: str, port: int, request_log: str | None,
     except KeyboardInterrupt:
         pass
     finally:
+        if proxy is not None:
+            proxy.stop()
         server.server_close()

@@ -92,6 +92,12 @@ class Emulator:
         self.router = Router()
         self._lock = threading.RLock()  # one writer at a time through simml's objects
         self._pending_errors: dict[str, dict[str, Any]] = {}
+        self.key = ""  # the signing key, set by the server (signed URLs, run tokens)
+        # called with (request, body) before a run PATCH is applied (execution.py: localrun)
+        self.run_patch_hooks: list[Callable[[Request, dict[str, Any]], None]] = []
+        # called with (run info, DTO) on every run DTO, and again on run details once their
+        # logFiles are in (hyperdrive.py: a sweep parent's tags and log name); idempotent
+        self.run_dto_hooks: list[Callable[["RunInfo", dict[str, Any]], None]] = []
         self._register()
 
     # --- routing table ---------------------------------------------------------------------------
@@ -126,6 +132,15 @@ class Emulator:
         add("POST", metric + "/batch", self.metrics_batch)
         add("POST", metric + "/list", self.metrics_list)
         add("POST", metric + "/full", self.metrics_full)
+        __import__("simml.emulator.models", fromlist=["register"]).register(self)  # MMS
+        __import__("simml.emulator.artifacts", fromlist=["register"]).register(self)  # files
+        __import__("simml.emulator.execution", fromlist=["register"]).register(self)  # jobs
+        __import__("simml.emulator.blobs", fromlist=["register"]).register(self)  # datastores
+        __import__("simml.emulator.ambient", fromlist=["register"]).register(self)  # MSI, ARM
+        __import__("simml.emulator.hyperdrive", fromlist=["register"]).register(self)  # sweeps
+        __import__("simml.emulator.history", fromlist=["register"]).register(self)  # queries
+        __import__("simml.emulator.compute", fromlist=["register"]).register(self)  # update, nodes
+        __import__("simml.emulator.environments", fromlist=["register"]).register(self)  # envs
 
     def check_scope(self, params: dict[str, str]) -> None:
         info = self.workspace._info
@@ -245,13 +260,16 @@ class Emulator:
             "name": info.display_name, "displayName": info.display_name,
             "dataContainerId": f"dcid.{info.id}", "hidden": False,
             "runType": info.run_type, "target": info.target, "tags": dict(info.tags),
-            "properties": dict(info.properties), "runDefinition": info.definition,
+            "properties": dict(info.properties),
+            "runDefinition": public_definition(info.definition),
             "createdBy": {"userName": info.submitted_by or "simml", "userObjectId":
                           "00000000-0000-0000-0000-000000000001"},
             "userId": "00000000-0000-0000-0000-000000000001",
         }
         if info.error is not None:
             dto["error"] = info.error if "error" in info.error else {"error": info.error}
+        for hook in self.run_dto_hooks:
+            hook(info, dto)
         return dto
 
     def run_get(self, req: Request) -> dict[str, Any]:
@@ -266,6 +284,8 @@ class Emulator:
         run_id = req.params["run"]
         if body.get("runId") not in (None, run_id):
             raise bad_request(f"runId {body.get('runId')!r} does not match the path ({run_id}).")
+        for hook in self.run_patch_hooks:
+            hook(req, body)
         store = self.workspace._history()
         try:
             info = store.get_run(run_id)
@@ -295,8 +315,11 @@ class Emulator:
     def run_details(self, req: Request) -> dict[str, Any]:
         info = self._run_info(req.params["run"])
         details = self.run_dto(info)
-        details.update({"inputDatasets": [], "outputDatasets": [], "logFiles": {},
+        details.update({"inputDatasets": [], "outputDatasets": [],
+                        "logFiles": self.artifact_routes.log_files(req, info),
                         "services": {}, "warnings": []})
+        for hook in self.run_dto_hooks:
+            hook(info, details)
         return details
 
     def run_event(self, req: Request) -> dict[str, Any]:
@@ -324,9 +347,17 @@ class Emulator:
                                                                "message": "The run failed."}
             run._apply(Failed(error), error={"error": error})
         elif kind in ("CancelRequested", "Canceled"):
-            run._apply(CancelRequested())
-            if kind == "Canceled":
-                run._apply(Canceled())
+            # CancelRequested then Canceled (the plug-in, an SDK job) or Canceled alone (the
+            # SDK's Run.cancel()): a request already recorded is not applied again
+            info = self._run_info(run_id)
+            if info.definition is not None:
+                if info.status != "CancelRequested":
+                    run.cancel()  # a submitted run: simml's runner stops it, records Canceled
+            else:
+                if info.status != "CancelRequested":
+                    run._apply(CancelRequested())
+                if kind == "Canceled":
+                    run._apply(Canceled())
         else:
             raise bad_request(f"Unknown run event {name!r}.", inner="UnknownEvent")
         return self.run_dto(self._run_info(run_id))
@@ -345,30 +376,78 @@ class Emulator:
 
     # --- metrics v2 ------------------------------------------------------------------------------
     def metrics_batch(self, req: Request) -> dict[str, Any]:
+        """A batch of metrics v2 through simml's ``Run`` (one flush at the end). Each metric is
+        checked before anything is logged, and a batch simml refuses part-way is dropped whole:
+        nothing of a refused batch is written."""
+        import atexit
         body = req.json_object()
         values = body.get("values")
         if not isinstance(values, list):
             raise bad_request("A metrics batch needs a 'values' list.")
         run = self._run(req.params["run"])
+        batch = []
         for metric in values:
             if not isinstance(metric, dict) or not isinstance(metric.get("name"), str):
                 raise bad_request("Each metric needs a name.")
             name = metric["name"]
             ux = ((metric.get("properties") or {}).get("uxMetricType") or "azureml.v1.scalar")
-            for point in metric.get("value") or ():
-                data = (point or {}).get("data") or {}
-                step = point.get("step")
+            if ux not in _LOGGED_UX:
+                raise bad_request(f"Metric {name!r}: type {ux!r} is not supported by the "
+                                  "emulator.", inner="NotSupported")
+            points = metric.get("value") or ()
+            if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
+                raise bad_request(f"Metric {name!r}: 'value' must be a list of points.")
+            for point in points:
+                data = point.get("data") or {}
+                if not isinstance(data, dict):
+                    raise bad_request(f"Metric {name!r}: a point's 'data' must be an object.")
+                if ux in _IMAGE_UX:
+                    data = {name: self._image_location(run.id, name, ux, data.get(name))}
+                batch.append((name, ux, data, point.get("step")))
+        try:
+            for name, ux, data, step in batch:
                 if ux == "azureml.v1.table":
                     run.log_row(name, **data)
                 elif ux == "azureml.v1.list":
                     run.log_list(name, [data.get(name)])
                 elif ux == "azureml.v1.scalar":
                     run.log(name, data.get(name), step=step if isinstance(step, int) else None)
-                else:
-                    raise bad_request(f"Metric {name!r}: type {ux!r} is not supported by the "
-                                      "emulator.", inner="NotSupported")
-        run.flush()
+                else:  # an image: the client uploaded the file first (log_image)
+                    run._pin(name, "image", None)
+                    run._append(name, "image", data[name], None)
+            run.flush()
+        except BaseException:
+            run._buffer.clear()  # never flushed later (the exit hook below) either
+            raise
+        finally:
+            atexit.unregister(run.flush)  # the Run registered it; it is done with
         return {"errors": []}
+
+    def _image_location(self, run_id: str, name: str, ux: str, location: Any) -> str:
+        """The ``aml://artifactId/ExperimentRun/dcid.<run>/<path>`` of an image metric: the
+        client's ``log_image`` uploads the PNG as a run file, then logs this reference, which must
+        name a file of this run (``azureml.v1.image``, the old form, may give the path alone)."""
+        from simml._paths import safe_relpath
+        from simml.exceptions import UnsafePathException
+        prefix = "aml://artifactId/"
+        container = f"ExperimentRun/dcid.{run_id}/"
+        if not isinstance(location, str) or not location.startswith(prefix):
+            raise bad_request(f"Image metric {name!r}: the value must be an {prefix}... "
+                              f"reference to a file of run {run_id}, not {location!r}.")
+        path = location[len(prefix):]
+        if path.startswith(container):
+            path = path[len(container):]
+        elif ux == _IMAGE_UX[0] or path.startswith("ExperimentRun/"):
+            raise bad_request(f"Image metric {name!r}: {location!r} is not a file of run "
+                              f"{run_id} (expected {prefix}{container}<path>).")
+        try:
+            path = safe_relpath(path)
+        except UnsafePathException as exc:
+            raise bad_request(f"Image metric {name!r}: {exc}", inner="UnsafePath") from exc
+        if path not in self.workspace._history().list_files(run_id):
+            raise bad_request(f"Image metric {name!r}: run {run_id} has no file {path!r} (upload "
+                              "the image first, as log_image does).", inner="ArtifactNotFound")
+        return prefix + container + path
 
     def _series(self, run_id: str, name: str | None) -> dict[str, tuple[str, list[Any]]]:
         from simml.core import _metrics
@@ -399,7 +478,7 @@ class Emulator:
         for value in values:
             data = value if kind in ("row", "table") else {name: value}
             for column, cell in data.items():
-                columns.setdefault(column, _column_type(cell))
+                columns.setdefault(column, "Artifact" if kind == "image" else _column_type(cell))
             points.append({"metricId": uuid.uuid4().hex, "createdUtc": _now(), "step": None,
                            "data": data})
         return {"name": name, "columns": columns, "value": points,
@@ -417,10 +496,11 @@ class Emulator:
         scale = status.get("scaleSettings") or {}
         return {
             "id": f"{scope}/computes/{name}", "name": name, "location": info_ws.location,
-            "type": "Microsoft.MachineLearningServices/workspaces/computes", "tags": {},
+            "type": "Microsoft.MachineLearningServices/workspaces/computes",
+            "tags": dict(info.properties.get("tags") or {}),
             "identity": {"type": "None", "userAssignedIdentities": None},
             "properties": {
-                "description": None, "resourceId": None,
+                "description": info.properties.get("description"), "resourceId": None,
                 "computeType": info.compute_type or "AmlCompute", "computeLocation":
                 info_ws.location, "provisioningState": status.get("provisioningState"),
                 "provisioningErrors": None, "isAttachedCompute": False,
@@ -467,7 +547,14 @@ class Emulator:
                               "emulator (only AmlCompute).", inner="NotSupported")
         inner = props.get("properties") or {}
         scale = inner.get("scaleSettings") or {}
+        tags, description = body.get("tags"), props.get("description")
+        if tags is not None and (not isinstance(tags, dict) or not all(
+                isinstance(v, str) for v in tags.values())):
+            raise bad_request("A compute's tags must map names to strings.")
+        if description is not None and not isinstance(description, str):
+            raise bad_request("A compute's description must be a string.")
         config = AmlCompute.provisioning_configuration(
+            tags=tags or None, description=description,
             vm_size=inner.get("vmSize") or "", vm_priority=(inner.get("vmPriority") or
                                                              "dedicated").lower(),
             min_nodes=int(scale.get("minNodeCount") or 0),
@@ -494,7 +581,28 @@ class Emulator:
 
 
 _UX = {"scalar": "azureml.v1.scalar", "list": "azureml.v1.list", "row": "azureml.v1.table",
-       "table": "azureml.v1.table"}
+       "table": "azureml.v1.table", "image": "azureml.v2.image"}
+_IMAGE_UX = ("azureml.v2.image", "azureml.v1.image")
+"""``log_image`` sends ``azureml.v2.image`` (a full artifact reference); older clients sent
+``azureml.v1.image`` (a path). Images are read back as ``azureml.v2.image``."""
+_LOGGED_UX = ("azureml.v1.scalar", "azureml.v1.list", "azureml.v1.table", *_IMAGE_UX)
+
+
+def public_definition(definition: Any) -> Any:
+    """A run definition as run DTOs show it: without the run token the emulator put in the job's
+    environment variables (a credential; ``execution.py``), also in a sweep's child definition."""
+    if not isinstance(definition, dict):
+        return definition
+    if isinstance(definition.get("child"), dict):  # a HyperDrive parent (hyperdrive.py)
+        definition = {**definition, "child": public_definition(definition["child"])}
+    variables = definition.get("environmentVariables")
+    if not isinstance(variables, dict) or not any(k in variables for k in RUN_TOKEN_VARIABLES):
+        return definition
+    return {**definition, "environmentVariables": {
+        k: v for k, v in variables.items() if k not in RUN_TOKEN_VARIABLES}}
+
+
+RUN_TOKEN_VARIABLES = ("AZUREML_RUN_TOKEN", "AZUREML_RUN_TOKEN_EXPIRY")
 
 
 def _column_type(value: Any) -> str:
