@@ -235,6 +235,24 @@ class DatastoreInfo:
 
 
 @dataclass(frozen=True)
+class StorageRegistration:
+    """What ``register_azure_blob_container`` / ``register_azure_file_share`` pass beyond the
+    names, as Azure's signatures have them. The credential (account key or SAS token) is handed
+    to the backend and never written to disk by simml; ``repr`` leaves it out."""
+
+    account_key: str | None = field(default=None, repr=False)
+    sas_token: str | None = field(default=None, repr=False)
+    protocol: str | None = None
+    endpoint: str | None = None
+    create_if_not_exists: bool = False
+    skip_validation: bool = False
+    blob_cache_timeout: int | None = None
+    grant_workspace_access: bool = False
+    subscription_id: str | None = None
+    resource_group: str | None = None
+
+
+@dataclass(frozen=True)
 class UploadItem:
     """One client file to upload: its path on the client, and where it goes in the datastore."""
 
@@ -246,6 +264,15 @@ class UploadItem:
 class TransferResult:
     transferred: tuple[str, ...]
     skipped: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DatastoreFile:
+    """One file of a datastore as a blob listing shows it: path, size, modification time."""
+
+    path: str
+    size: int
+    modified: datetime
 
 
 # --- compute, environments, execution (the run lifecycle) -----------------------------------------

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         ComputeInfo,
         ComputeNode,
         ComputeStatus,
+        DatastoreFile,
         DatastoreInfo,
         EnvironmentInfo,
         ModelInfo,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
         RunSubmission,
         ServiceDeployment,
         ServiceInfo,
+        StorageRegistration,
         TransferResult,
         UploadItem,
         WorkspaceInfo,
@@ -241,8 +243,11 @@ def simml_datastore_list(workspace: WorkspaceInfo) -> list[DatastoreInfo] | None
 
 @hookspec(firstresult=True)
 def simml_datastore_register(workspace: WorkspaceInfo, info: DatastoreInfo, location: str,
-                             overwrite: bool) -> DatastoreInfo | None:
-    """Register a datastore; ``location`` is backend-specific (a folder, a container URL).
+                             overwrite: bool, storage: StorageRegistration | None
+                             ) -> DatastoreInfo | None:
+    """Register a datastore; ``location`` is backend-specific (a folder, a container URL);
+    ``storage`` is what an Azure blob container or file share is registered with (credential,
+    endpoint, options; None for a local folder), never to be written to disk.
 
     Stops at first non-None result.
     """
@@ -277,6 +282,26 @@ def simml_datastore_download(workspace: WorkspaceInfo, name: str, prefix: str | 
 def simml_datastore_list_files(workspace: WorkspaceInfo, name: str, prefix: str | None
                                ) -> list[str] | None:
     """Relative paths of the files under ``prefix``. Stops at first non-None result."""
+
+
+@hookspec(firstresult=True)
+def simml_datastore_stat(workspace: WorkspaceInfo, name: str, prefix: str | None
+                         ) -> list[DatastoreFile] | None:
+    """The files whose path starts with ``prefix`` (Azure Blob's string prefix), sorted by path,
+    with size and modification time (what a blob listing shows; the emulator's List Blobs).
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def simml_datastore_read(workspace: WorkspaceInfo, name: str, path: str, offset: int,
+                         length: int) -> bytes | None:
+    """Up to ``length`` bytes of one file from ``offset`` (fewer at its end; the emulator's Get
+    Blob reads in chunks); ``NotFoundException`` when the file does not exist.
+
+    Stops at first non-None result.
+    """
 
 
 # --- compute -----------------------------------------------------------------------------------

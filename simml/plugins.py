@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         ComputeInfo,
         ComputeNode,
         ComputeStatus,
+        DatastoreFile,
         DatastoreInfo,
         EnvironmentInfo,
         ModelInfo,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
         RunSubmission,
         ServiceDeployment,
         ServiceInfo,
+        StorageRegistration,
         TransferResult,
         UploadItem,
         WorkspaceInfo,
@@ -189,9 +191,10 @@ class Backend:
         return self._call("simml_datastore_list", workspace=workspace)
 
     def datastore_register(self, workspace: WorkspaceInfo, info: DatastoreInfo, location: str,
-                           overwrite: bool) -> DatastoreInfo:
+                           overwrite: bool, storage: StorageRegistration | None = None
+                           ) -> DatastoreInfo:
         return self._call("simml_datastore_register", workspace=workspace, info=info,
-                          location=location, overwrite=overwrite)
+                          location=location, overwrite=overwrite, storage=storage)
 
     def datastore_set_default(self, workspace: WorkspaceInfo, name: str) -> DatastoreInfo:
         return self._call("simml_datastore_set_default", workspace=workspace, name=name)
@@ -212,6 +215,15 @@ class Backend:
                              ) -> list[str]:
         return self._call("simml_datastore_list_files", workspace=workspace, name=name,
                           prefix=prefix)
+
+    def datastore_stat(self, workspace: WorkspaceInfo, name: str, prefix: str | None
+                       ) -> list[DatastoreFile]:
+        return self._call("simml_datastore_stat", workspace=workspace, name=name, prefix=prefix)
+
+    def datastore_read(self, workspace: WorkspaceInfo, name: str, path: str, offset: int,
+                       length: int) -> bytes:
+        return self._call("simml_datastore_read", workspace=workspace, name=name, path=path,
+                          offset=offset, length=length)
 
     # --- compute -----------------------------------------------------------------------------
     def compute_get(self, workspace: WorkspaceInfo, name: str) -> ComputeInfo:

@@ -47,8 +47,66 @@ def kill_processes_mentioning(marker: str) -> None:
 
 
 @pytest.fixture
-def ws(simml_workspace):
-    return simml_workspace
+def ws(request: pytest.FixtureRequest):
+    """The workspace a test works in: a fresh local one, or, for the contract suite on another
+    backend (``tests/_contract.py``), the shared workspace config.json names."""
+    from _contract import backend
+    if backend() == "local":
+        return request.getfixturevalue("simml_workspace")
+    return _contract_workspace()
+
+
+_CONTRACT_WORKSPACE: list = []
+
+
+def _contract_workspace():
+    """The contract suite's workspace on a remote backend, opened once per session."""
+    if not _CONTRACT_WORKSPACE:
+        from _contract import CONFIG_ENV
+        from simml.core import Workspace
+        _CONTRACT_WORKSPACE.append(Workspace.from_config(path=os.environ[CONFIG_ENV]))
+    return _CONTRACT_WORKSPACE[0]
+
+
+@pytest.fixture
+def contract_backend() -> str:
+    """The backend the contract tests run against (``local`` unless ``SIMML_CONTRACT_BACKEND``)."""
+    from _contract import backend
+    return backend()
+
+
+@pytest.fixture
+def contract_config(ws, tmp_path: Path) -> Path:
+    """A folder whose ``.azureml/config.json`` names the contract workspace, so a process (an
+    offline script, the CLI) started there opens it: the local one, or the remote backend's
+    config.json as given."""
+    import json
+    from _contract import CONFIG_ENV, backend
+    folder = tmp_path / "configured"
+    (folder / ".azureml").mkdir(parents=True, exist_ok=True)
+    if backend() == "local":
+        config = {"subscription_id": ws.subscription_id, "resource_group": ws.resource_group,
+                  "workspace_name": ws.name}
+    else:
+        config = json.loads(Path(os.environ[CONFIG_ENV]).read_text())
+    (folder / ".azureml" / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On another backend only ``contract`` tests run; the emulator's listed gaps are skipped
+    with their reason (``tests/_contract.py``)."""
+    from _contract import backend, skip_reason
+    if backend() == "local":
+        return
+    for item in items:
+        if item.get_closest_marker("contract") is None or \
+                item.get_closest_marker("local_only") is not None:
+            item.add_marker(pytest.mark.skip(reason=f"not a contract test (backend {backend()})"))
+            continue
+        reason = skip_reason(item.nodeid)
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def child_env(**extra: str) -> dict[str, str]:

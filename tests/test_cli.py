@@ -1,4 +1,9 @@
-"""The ``simml`` command line: output, --json, exit codes, and path safety."""
+"""The ``simml`` command line: output, --json, exit codes, and path safety.
+
+``local_only`` (docs/testing.md): the CLI's own behaviour, on local workspaces named with ``-w``
+and with exact listings of a fresh workspace; ``tests/test_cli_contract.py`` runs the CLI on the
+workspace of a config.json on every backend.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from click.testing import CliRunner, Result
 
 from simml.cli import EXIT_ERROR, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_USAGE, cli
 from simml.core import Experiment
+
+pytestmark = pytest.mark.local_only
 
 WS = ["-w", "test-ws"]
 

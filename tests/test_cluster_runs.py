@@ -1,5 +1,9 @@
 """Runs on a simulated AmlCompute cluster, driven by a manual clock (the test never sleeps to
-simulate: it advances simulated time and polls briefly for the detached runners to react)."""
+simulate: it advances simulated time and polls briefly for the detached runners to react).
+
+``local_only`` (docs/testing.md): a manual clock and simulated cluster timings, which only the
+local backend has; ``tests/test_submit_contract.py`` submits on every backend.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from _waiting import eventually
 from simml.core import Experiment, Run, ScriptRunConfig
 from simml.core.compute import AmlCompute, ComputeTarget
 from simml.core.compute.cluster import Timings
+
+pytestmark = pytest.mark.local_only
 
 TIMINGS = Timings(provision_seconds=60, node_start_seconds=120, node_leave_seconds=30)
 

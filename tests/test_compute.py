@@ -3,6 +3,9 @@ clusters (``backends/simml_local/compute.py``), on the workspace clock.
 
 Tests never sleep: they use a manual clock (advanced here or from a background thread) or INSTANT
 timings; only the wait functions poll for a few real milliseconds.
+
+All ``local_only``: simulated timings, manual clocks, the host's resources and an empty
+workspace. What every backend serves is in ``tests/test_compute_contract.py``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from simml.core.compute.cluster import INSTANT, Timings
 from simml.core.compute.vm_sizes import VM_SIZES
 from simml.entities import ComputeInfo
 from simml.exceptions import UserErrorException
+
+pytestmark = pytest.mark.local_only
 
 NAME = "cpu-cluster"
 STATUS_KEYS = {"currentNodeCount", "targetNodeCount", "nodeStateCounts", "allocationState",

@@ -3,6 +3,12 @@
 Real services only: every deployed service is a scoring-server process on 127.0.0.1 that these
 tests talk to over HTTP. The entry scripts are standard-library only (a JSON "model"), so a service
 starts in a fraction of a second; the iris/scikit-learn flow is covered by the seed example's test.
+
+``LocalWebservice`` tests are ``contract`` (docs/testing.md): every backend deploys it on this
+machine, with the models from its workspace (assertions follow the registered versions, so they
+hold in a shared workspace). ``local_only``: ACI (simulated locally; SDK v1's ACI deployment is
+retired on Azure), a service's files and process in the local workspace's folder, the CLI's
+``-w`` workspace names, and environment builds. Configuration checks touch no backend: no marker.
 """
 
 from __future__ import annotations
@@ -154,6 +160,7 @@ def test_deploy_configurations_are_validated() -> None:
 
 @pytest.mark.parametrize("name", ["ab", "Upper-case", "1starts-with-digit", "ends-with-dash-",
                                   "under_score", "a" * 33, "", None])
+@pytest.mark.contract
 def test_an_invalid_service_name_is_refused_and_nothing_is_created(ws, model, tmp_path: Path,
                                                                     name) -> None:
     write_score(tmp_path / "src")
@@ -165,6 +172,7 @@ def test_an_invalid_service_name_is_refused_and_nothing_is_created(ws, model, tm
 
 # --- the happy path ------------------------------------------------------------------------------
 
+@pytest.mark.contract
 def test_deploy_score_logs_list_and_delete_a_local_service(ws, model, tmp_path: Path) -> None:
     write_score(tmp_path / "src")
     (tmp_path / "src" / "helper.txt").write_text("shipped with the app")
@@ -181,7 +189,8 @@ def test_deploy_score_logs_list_and_delete_a_local_service(ws, model, tmp_path: 
     answer = service.run(json.dumps({"data": [[1, 2], [3, 4]]}))
     assert answer["predictions"] == [6.0, 14.0]
     # Azure's layout: one model -> AZUREML_MODEL_DIR is azureml-models/<name>/<version>
-    assert answer["model_dir"].endswith(os.path.join("azureml-models", "weights", "1"))
+    assert answer["model_dir"].endswith(os.path.join("azureml-models", "weights",
+                                                     str(model.version)))
     assert answer["path"] == os.path.join(answer["model_dir"], "weights.json")
     assert os.path.isfile(os.path.join(answer["cwd"], "helper.txt"))  # the app root is the cwd
 
@@ -197,7 +206,7 @@ def test_deploy_score_logs_list_and_delete_a_local_service(ws, model, tmp_path: 
     assert [(s.name, s.state) for s in Webservice.list(ws)] == [("weights-svc", "running")]
     assert [s.name for s in LocalWebservice.list(ws)] == ["weights-svc"]
     assert AciWebservice.list(ws) == []
-    assert [m.id for m in service.models] == ["weights:1"]
+    assert [m.id for m in service.models] == [f"weights:{model.version}"]
     assert service.serialize()["computeType"] == "Local"
     with pytest.raises(NotImplementedError):
         service.get_keys()
@@ -211,6 +220,7 @@ def test_deploy_score_logs_list_and_delete_a_local_service(ws, model, tmp_path: 
     assert Webservice.list(ws) == []
 
 
+@pytest.mark.contract
 def test_several_models_share_the_models_folder(ws, tmp_path: Path) -> None:
     first = register(ws, "first", 1.0, tmp_path)
     second = register(ws, "second", 10.0, tmp_path)
@@ -240,6 +250,7 @@ def test_several_models_share_the_models_folder(ws, tmp_path: Path) -> None:
     service.delete()
 
 
+@pytest.mark.contract
 def test_a_given_port_is_used_and_the_entry_script_alone_is_copied(ws, model, tmp_path: Path
                                                                    ) -> None:
     write_score(tmp_path)
@@ -256,23 +267,25 @@ def test_a_given_port_is_used_and_the_entry_script_alone_is_copied(ws, model, tm
     service.delete()
 
 
-def test_the_service_outlives_the_client_that_deployed_it(ws, model, tmp_path: Path) -> None:
+@pytest.mark.contract
+def test_the_service_outlives_the_client_that_deployed_it(ws, model, contract_config: Path,
+                                                          tmp_path: Path) -> None:
     write_score(tmp_path / "src")
     script = tmp_path / "deploy.py"
     script.write_text(textwrap.dedent(f'''
         from simml.core import Workspace
         from simml.core.model import InferenceConfig, Model
         from simml.core.webservice import LocalWebservice
-        ws = Workspace.get("{ws.name}")
+        ws = Workspace.from_config()
         config = InferenceConfig(entry_script="score.py",
                                  source_directory={str(tmp_path / "src")!r})
-        service = Model.deploy(ws, "detached", [Model(ws, "weights")], config,
-                               LocalWebservice.deploy_configuration())
+        service = Model.deploy(ws, "detached", [Model(ws, "weights", version={model.version})],
+                               config, LocalWebservice.deploy_configuration())
         service.wait_for_deployment()
         print(service.port)
     '''))
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=120, env=dict(os.environ))
+                          timeout=120, env=dict(os.environ), cwd=contract_config)
     assert done.returncode == 0, done.stderr
     service = Webservice(ws, "detached")
     assert service.state == "running" and service.port == int(done.stdout.split()[-1])
@@ -280,6 +293,7 @@ def test_the_service_outlives_the_client_that_deployed_it(ws, model, tmp_path: P
     service.delete()
 
 
+@pytest.mark.contract
 def test_reload_serves_new_code_and_update_swaps_models(ws, model, tmp_path: Path) -> None:
     src = tmp_path / "src"
     write_score(src)
@@ -295,22 +309,24 @@ def test_reload_serves_new_code_and_update_swaps_models(ws, model, tmp_path: Pat
     assert service.state == "running" and service.port == port
     assert service.run(json.dumps({"data": [[1]]}))["predictions"] == [1002.0]
 
-    heavier = register(ws, "weights", 3.0, tmp_path)     # version 2 of the same name
+    heavier = register(ws, "weights", 3.0, tmp_path)     # a new version of the same name
+    assert heavier.version > model.version
     service.update(models=[heavier], wait=True)
     answer = service.run(json.dumps({"data": [[1]]}))
     assert answer["predictions"] == [1003.0]
-    assert answer["model_dir"].endswith(os.path.join("weights", "2"))
-    assert [m.id for m in Webservice(ws, "reloaded").models] == ["weights:2"]
+    assert answer["model_dir"].endswith(os.path.join("weights", str(heavier.version)))
+    assert [m.id for m in Webservice(ws, "reloaded").models] == [f"weights:{heavier.version}"]
     service.delete()
 
 
+@pytest.mark.contract
 def test_worker_count_from_the_environment_runs_init_once_per_worker(ws, model, tmp_path: Path
                                                                      ) -> None:
     write_score(tmp_path / "src", body='''
         import os
 
-        def init():
-            print("init in worker", os.getpid(), flush=True)
+        def init():  # one write(2): both workers share the log; print() writes in pieces
+            os.write(1, f"init in worker {os.getpid()}\\n".encode())
 
         def run(raw_data):
             return os.getpid()
@@ -333,6 +349,7 @@ def test_worker_count_from_the_environment_runs_init_once_per_worker(ws, model, 
     service.delete()
 
 
+@pytest.mark.local_only  # builds a uv environment on this machine
 @pytest.mark.slow
 def test_a_built_environment_is_reused_by_reload(ws, model, tmp_path: Path) -> None:
     """A non-user-managed environment is built with uv (here: no packages, so no index is
@@ -362,6 +379,7 @@ def test_a_built_environment_is_reused_by_reload(ws, model, tmp_path: Path) -> N
 
 # --- faults --------------------------------------------------------------------------------------
 
+@pytest.mark.local_only  # looks into the local workspace's service folders
 def test_a_port_already_in_use_is_refused_and_nothing_is_left(ws, model, tmp_path: Path) -> None:
     write_score(tmp_path / "src")
     config = InferenceConfig(entry_script="score.py", source_directory=str(tmp_path / "src"))
@@ -377,6 +395,7 @@ def test_a_port_already_in_use_is_refused_and_nothing_is_left(ws, model, tmp_pat
     assert not [p for p in services.iterdir() if not p.name.endswith(".lock")]
 
 
+@pytest.mark.contract
 def test_init_that_raises_fails_the_deployment_with_the_log_tail(ws, model, tmp_path: Path
                                                                   ) -> None:
     write_score(tmp_path / "src", body='''
@@ -402,6 +421,7 @@ def test_init_that_raises_fails_the_deployment_with_the_log_tail(ws, model, tmp_
     service.delete()
 
 
+@pytest.mark.contract
 def test_run_that_raises_answers_500_and_the_service_keeps_serving(ws, model, tmp_path: Path
                                                                     ) -> None:
     write_score(tmp_path / "src")
@@ -423,6 +443,7 @@ def test_run_that_raises_answers_500_and_the_service_keeps_serving(ws, model, tm
     service.delete()
 
 
+@pytest.mark.contract
 def test_a_body_that_is_not_json_reaches_run_as_text(ws, model, tmp_path: Path) -> None:
     write_score(tmp_path / "src")
     config = InferenceConfig(entry_script="score.py", source_directory=str(tmp_path / "src"))
@@ -440,6 +461,7 @@ def test_a_body_that_is_not_json_reaches_run_as_text(ws, model, tmp_path: Path) 
     service.delete()
 
 
+@pytest.mark.contract
 def test_a_missing_model_is_refused_before_anything_is_deployed(ws, model, tmp_path: Path
                                                                  ) -> None:
     write_score(tmp_path / "src")
@@ -457,6 +479,7 @@ def test_a_missing_model_is_refused_before_anything_is_deployed(ws, model, tmp_p
     assert Webservice.list(ws) == []
 
 
+@pytest.mark.local_only  # the service's process id from the local workspace's folder; ACI
 def test_a_killed_service_process_is_failed_on_the_next_look(ws, model, tmp_path: Path) -> None:
     write_score(tmp_path / "src")
     config = InferenceConfig(entry_script="score.py", source_directory=str(tmp_path / "src"))
@@ -492,6 +515,7 @@ def test_a_killed_service_process_is_failed_on_the_next_look(ws, model, tmp_path
 
 # --- ACI simulation and keys ---------------------------------------------------------------------
 
+@pytest.mark.local_only  # ACI, simulated by the local backend
 def test_aci_service_keys_protect_scoring(ws, model, tmp_path: Path) -> None:
     write_score(tmp_path / "src")
     config = InferenceConfig(entry_script="score.py", source_directory=str(tmp_path / "src"))
@@ -529,6 +553,7 @@ def test_aci_service_keys_protect_scoring(ws, model, tmp_path: Path) -> None:
     assert service.state == "Deleting"
 
 
+@pytest.mark.local_only  # ACI, simulated by the local backend
 def test_aci_without_auth_has_no_keys_and_names_are_unique(ws, model, tmp_path: Path) -> None:
     write_score(tmp_path / "src")
     config = InferenceConfig(entry_script="score.py", source_directory=str(tmp_path / "src"))
@@ -552,6 +577,7 @@ def test_aci_without_auth_has_no_keys_and_names_are_unique(ws, model, tmp_path: 
 
 # --- the CLI -------------------------------------------------------------------------------------
 
+@pytest.mark.local_only  # the CLI opens the workspace by name (-w)
 def test_cli_lists_shows_prints_logs_and_deletes_services(ws, model, tmp_path: Path) -> None:
     from click.testing import CliRunner
 

@@ -19,7 +19,7 @@ from simml.exceptions import WebserviceException
 
 from test_deployment import get, model, post, write_score  # noqa: F401 - model is a fixture
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.local_only]  # the local backend's Docker runtime
 
 
 @pytest.fixture(autouse=True)

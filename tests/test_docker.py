@@ -2,6 +2,9 @@
 
 Without an engine these tests skip, saying why; with ``CI`` set they fail instead (conftest's
 ``docker_engine``). The runtime choice and the refusal of bad settings need no engine.
+
+``local_only`` (docs/testing.md): the Docker runtime is the local backend's (Azure runs every job in its
+own containers).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from simml.exceptions import (
     RunConfigurationException,
 )
 from simml_local.docker_runtime import choose_runtime
+
+pytestmark = pytest.mark.local_only
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = DockerConfiguration(use_docker=True)

@@ -3,6 +3,11 @@ whose Preparing stage builds a uv virtual environment, cached by a hash of the r
 
 Package installs never reach PyPI: a session fixture builds tiny pure-Python wheels and serves them
 as a PEP 503 index on 127.0.0.1 (``UV_DEFAULT_INDEX``), with a private uv cache.
+
+The registry (register, get, versions, list) is ``contract`` (docs/testing.md; unique names: a
+shared workspace). Runs that build environments are ``local_only``: the local backend's uv venvs
+from this test index, on this machine's interpreters (Azure builds images). The API itself
+touches no backend: no marker.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Iterator
 
 import pytest
 
+from _contract import unique
 from simml.core import Experiment, ScriptRunConfig
 from simml.core.conda_dependencies import CondaDependencies, parse_conda_yaml
 from simml.core.environment import (
@@ -245,30 +251,32 @@ def test_environment_defaults_and_definition() -> None:
     assert Environment._from_definition(definition) == env
 
 
+@pytest.mark.contract
 def test_register_get_versions_list_clone(ws) -> None:
-    env = pip_env("my-env", "simml_testpkg_a")
+    name, other = unique("my-env"), unique("other-env")
+    env = pip_env(name, "simml_testpkg_a")
     first = env.register(ws)
-    assert (first.name, first.version) == ("my-env", "1")
+    assert (first.name, first.version) == (name, "1")
     assert env.register(ws).version == "1"                  # unchanged: no new version
     env.python.conda_dependencies.add_pip_package("simml_testpkg_b")
     assert env.register(ws).version == "2"
     env.environment_variables["MODE"] = "fast"
     assert env.register(ws).version == "3"
-    latest = Environment.get(ws, "my-env")
+    latest = Environment.get(ws, name)
     assert latest.version == "3" and latest.environment_variables["MODE"] == "fast"
-    one = Environment.get(ws, "my-env", version="1")
+    one = Environment.get(ws, name, version="1")
     assert list(one.python.conda_dependencies.pip_packages) == ["azureml-defaults",
                                                                 "simml_testpkg_a"]
-    assert Environment.get(ws, "my-env", version=2).version == "2"
+    assert Environment.get(ws, name, version=2).version == "2"
     with pytest.raises(EnvironmentNotFoundException, match="no version '9'"):
-        Environment.get(ws, "my-env", version="9")
+        Environment.get(ws, name, version="9")
     with pytest.raises(NotFoundException, match="not registered"):
-        Environment.get(ws, "nope")
-    pip_env("other-env").register(ws)
+        Environment.get(ws, unique("nope"))
+    pip_env(other).register(ws)
     listed = Environment.list(ws)
-    assert sorted(listed) == ["my-env", "other-env"] and listed["my-env"].version == "3"
-    clone = latest.clone("my-env-copy")
-    assert clone.name == "my-env-copy" and clone.version is None
+    assert {name, other} <= set(listed) and listed[name].version == "3"
+    clone = latest.clone(f"{name}-copy")
+    assert clone.name == f"{name}-copy" and clone.version is None
     assert clone._definition()["python"] == latest._definition()["python"]
     assert clone.register(ws).version == "1"
     with pytest.raises(UserErrorException, match="reserved"):
@@ -351,6 +359,7 @@ def test_python_pin_resolution() -> None:
 
 
 # --- runs ---------------------------------------------------------------------------------------------------
+@pytest.mark.local_only
 @pytest.mark.slow
 def test_run_builds_a_venv_then_hits_the_cache(ws, index, tmp_path: Path) -> None:
     folder = project(tmp_path, USES_PACKAGE)
@@ -392,6 +401,7 @@ def test_run_builds_a_venv_then_hits_the_cache(ws, index, tmp_path: Path) -> Non
                 if p.is_dir()]) == 2
 
 
+@pytest.mark.local_only
 @pytest.mark.slow
 def test_user_managed_environment_runs_on_the_current_interpreter(ws, tmp_path: Path) -> None:
     folder = project(tmp_path, """
@@ -408,6 +418,7 @@ def test_user_managed_environment_runs_on_the_current_interpreter(ws, tmp_path: 
     assert not (Path(os.environ["SIMML_HOME"]) / "envs").exists()
 
 
+@pytest.mark.local_only
 @pytest.mark.slow
 def test_unknown_pip_package_fails_in_preparing(ws, index, tmp_path: Path) -> None:
     folder = project(tmp_path, "print('never runs')\n")
@@ -426,6 +437,7 @@ def test_unknown_pip_package_fails_in_preparing(ws, index, tmp_path: Path) -> No
     assert not [p for p in envs.iterdir() if p.is_dir()]           # nothing half-built is left
 
 
+@pytest.mark.local_only
 @pytest.mark.slow
 def test_unmapped_conda_package_fails_in_preparing(ws, index, tmp_path: Path) -> None:
     folder = project(tmp_path, "print('never runs')\n")
@@ -439,6 +451,7 @@ def test_unmapped_conda_package_fails_in_preparing(ws, index, tmp_path: Path) ->
     assert statuses(run)[-2:] == ["Preparing", "Failed"]
 
 
+@pytest.mark.local_only
 @pytest.mark.slow
 def test_python_pin_not_on_the_machine_falls_back_with_a_warning(ws, index, tmp_path: Path
                                                                 ) -> None:
@@ -451,6 +464,7 @@ def test_python_pin_not_on_the_machine_falls_back_with_a_warning(ws, index, tmp_
     assert run.get_metrics()["pkg"] == "simml_testpkg_a-2.0"
 
 
+@pytest.mark.local_only
 @pytest.mark.slow
 def test_concurrent_runs_with_a_new_spec_build_it_once(ws, index, tmp_path: Path) -> None:
     folder = project(tmp_path, USES_PACKAGE)
@@ -469,6 +483,7 @@ def test_concurrent_runs_with_a_new_spec_build_it_once(ws, index, tmp_path: Path
     assert len([p for p in envs.iterdir() if p.is_dir()]) == 1
 
 
+@pytest.mark.local_only
 @pytest.mark.slow
 def test_builder_refreshes_a_changed_job_side_without_rebuilding(index, tmp_path: Path) -> None:
     builder = EnvironmentBuilder(tmp_path / "home")
@@ -490,6 +505,7 @@ def test_builder_refreshes_a_changed_job_side_without_rebuilding(index, tmp_path
     assert builder.prepare(definition, lines.append).cached and len(lines) == 1
 
 
+@pytest.mark.local_only
 @pytest.mark.slow
 def test_python_pin_met_by_another_interpreter_on_this_machine(ws, index, tmp_path: Path
                                                               ) -> None:
@@ -511,6 +527,7 @@ def test_python_pin_met_by_another_interpreter_on_this_machine(ws, index, tmp_pa
     assert f"Using CPython {other.version_text}" in driver_log(ws, run)
 
 
+@pytest.mark.local_only
 @pytest.mark.slow
 def test_cancel_during_the_build_stops_it_and_leaves_nothing(ws, index, tmp_path: Path) -> None:
     import time

@@ -1,7 +1,8 @@
 """HyperDrive's pure parts: expressions, samplers, policy decisions, config validation, replay.
 
 No runner, no store: these are functions of their inputs (the sweep loop in
-``simml_local.sweep`` and ``tests/test_hyperdrive_runs.py`` exercise them end to end).
+``simml_local.sweep`` and ``tests/test_hyperdrive_runs.py`` exercise them end to end). No backend
+either, so neither ``contract`` nor ``local_only`` (docs/testing.md).
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 
 The training scripts are stdlib-only (they log through ``simml.job``) so each trial is a
 fraction of a second; nothing here asserts on timing.
+
+``local_only`` (docs/testing.md): the local sweep engine (``simml_local.sweep``), its reproducibility
+at any concurrency, instant clusters and a manual clock; on Azure the HyperDrive service sweeps
+(``tests/test_hyperdrive_contract.py`` holds on every backend).
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from simml.train.hyperdrive import (
     quniform,
     uniform,
 )
+
+pytestmark = pytest.mark.local_only
 
 EPOCHS = 6
 

@@ -4,6 +4,9 @@
 Job processes run isolated: ``python -I -S`` with only a copy of ``simml/__init__.py`` and
 ``simml/job/`` on ``sys.path``, so numpy, pluggy and ``simml.core`` are not importable there, as in
 a bare container.
+
+``local_only`` (docs/testing.md): the journal is how the local backend's jobs log (an Azure job logs
+through the SDK's run instead: ``SIMML_JOB_CONTEXT``), and the ingester is the local runner's.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from simml.job import (
     NotInJobError,
 )
 from simml_local.journal import IngestResult, JournalReader, ingest
+
+pytestmark = pytest.mark.local_only
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable

@@ -4,6 +4,9 @@ The cgroup tests use the machine's cgroups (v1 here and in CI: root, hierarchies
 are skipped, with the reason, only where no cgroup memory controller can be used at all. A job
 over the limit is SIGKILLed by the kernel under cgroups and gets ``MemoryError`` under
 ``RLIMIT_DATA``; either way the run fails with ``OutOfMemory``.
+
+``local_only`` (docs/testing.md): a node's limits are enforced by the local backend's runner (on
+Azure, by the VM).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import pytest
 from simml.core import Experiment, ScriptRunConfig
 from simml_local import limits as limits_module
 from simml_local.limits import ENV_VAR, CgroupLayout, JobLimits, cgroup_support
+
+pytestmark = pytest.mark.local_only
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 2**20

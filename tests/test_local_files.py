@@ -1,5 +1,9 @@
 """Tests of the local backend's file machinery (simml_local.files): path safety, atomic writes,
-Azure's upload/download semantics, and crash safety (a SIGKILL in the middle of an upload)."""
+Azure's upload/download semantics, and crash safety (a SIGKILL in the middle of an upload).
+
+``local_only`` (docs/testing.md): the local backend's own file machinery; the contract suite covers
+the same semantics through datastores and run files on every backend.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ from simml.progress import PrintProgress  # noqa: E402
 from simml_local.files import (  # noqa: E402
     TMP_PREFIX, atomic_copy, atomic_write_bytes, clean_stale_temp, collect_file_items,
     collect_upload_items, download_tree, list_tree, safe_join, safe_relpath, upload_tree)
+
+pytestmark = pytest.mark.local_only
 
 
 class Recorder:

@@ -3,6 +3,9 @@
 Covers versions (max + 1, also under eight concurrent processes), the asset layout, list filters,
 download / get_model_path, tag and property updates, deletion, that every bad input changes
 nothing, the seed notebook's ``ModelPathNotFoundException``, and kill -9 mid-registration.
+
+``local_only``: they look at the registry's folders and need an empty workspace; what every
+backend serves is in ``tests/test_model_contract.py``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from simml.exceptions import (
     UserErrorException,
     WebserviceException,
 )
+
+pytestmark = pytest.mark.local_only
 
 SEE = "See https://aka.ms/run-logging for more details."
 

@@ -1,4 +1,10 @@
-"""Run.get_context() outside a job: an offline run that records (or prints, on request)."""
+"""Run.get_context() outside a job: an offline run that records (or prints, on request).
+
+Recording into the workspace of the nearest config.json is ``contract`` (docs/testing.md): the
+script's experiment is named after it, uniquely, so it holds in a shared workspace. The
+``default`` workspace without any config.json is the local backend's (``local_only``). Printing
+only, and ``allow_offline=False``, touch no backend: no marker.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from simml.core import Experiment, Workspace
+from _contract import unique
+from simml.core import Experiment, Run, Workspace
 from simml.exceptions import RunEnvironmentException
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +30,7 @@ def run_script(cwd: Path, *args: str, env_extra: dict[str, str] | None = None
                           text=True, timeout=120)
 
 
+@pytest.mark.local_only  # no config.json: the local backend's `default` workspace
 def test_train_iris_offline_records_into_default_workspace(tmp_path: Path) -> None:
     done = run_script(tmp_path, str(ROOT / "train_iris.py"), "--kernel", "rbf", "--penalty", "0.5")
     assert done.returncode == 0, done.stderr
@@ -38,27 +46,38 @@ def test_train_iris_offline_records_into_default_workspace(tmp_path: Path) -> No
     assert run.get_file_names() == ["outputs/model.joblib"]
 
 
-def test_offline_run_uses_workspace_of_config_json(tmp_path: Path) -> None:
-    config = {"subscription_id": "s", "resource_group": "r", "workspace_name": "proj-ws"}
-    (tmp_path / ".azureml").mkdir()
-    (tmp_path / ".azureml" / "config.json").write_text(json.dumps(config))
-    script = tmp_path / "my-script.py"
+def offline_script(folder: Path, body: str) -> Path:
+    """A script named uniquely (its experiment is named after it), printing its run's id."""
+    script = folder / f"{unique('offline')}.py"
     script.write_text("from simml.core.run import Run\nrun = Run.get_context()\n"
-                      "run.log('x', 1)\nraise SystemExit(0)\n")
-    assert run_script(tmp_path, str(script)).returncode == 0
-    ws = Workspace.get("proj-ws", subscription_id="s", resource_group="r")
-    (run,) = Experiment(ws, "my-script").get_runs()
+                      "print('RUN', run.id, flush=True)\n" + body)
+    return script
+
+
+def run_id_of(done: subprocess.CompletedProcess[str]) -> str:
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RUN ")]
+    assert lines, done.stdout + done.stderr
+    return lines[0].split()[1]
+
+
+@pytest.mark.contract
+def test_offline_run_uses_workspace_of_config_json(ws, contract_config: Path) -> None:
+    script = offline_script(contract_config, "run.log('x', 1)\nraise SystemExit(0)\n")
+    done = run_script(contract_config, str(script))
+    assert done.returncode == 0, done.stderr
+    run = Run.get(ws, run_id_of(done))
+    assert run.id.startswith("OfflineRun_") and run.experiment.name == script.stem
     assert run.get_metrics() == {"x": 1}
     assert run.get_status() == "Completed"
 
 
-def test_crashing_script_marks_offline_run_failed(tmp_path: Path) -> None:
-    script = tmp_path / "crash.py"
-    script.write_text("from simml.core.run import Run\nrun = Run.get_context()\n"
-                      "run.log('before', 1)\nraise ValueError('bad data')\n")
-    done = run_script(tmp_path, str(script))
+@pytest.mark.contract
+def test_crashing_script_marks_offline_run_failed(ws, contract_config: Path) -> None:
+    script = offline_script(contract_config, "run.log('before', 1)\n"
+                                             "raise ValueError('bad data')\n")
+    done = run_script(contract_config, str(script))
     assert done.returncode == 1 and "bad data" in done.stderr
-    (run,) = Experiment(Workspace.get("default"), "crash").get_runs()
+    run = Run.get(ws, run_id_of(done))
     assert run.get_status() == "Failed"
     assert "bad data" in run.get_details()["error"]["error"]["message"]
     assert run.get_metrics() == {"before": 1}

@@ -1,4 +1,8 @@
-"""Interactive runs: metrics and folding, tags, properties, files, children, statuses."""
+"""Interactive runs: metrics and folding, tags, properties, files, children, statuses.
+
+Backend contract tests (``contract``, ``tests/_contract.py``): every backend passes them, so they
+name their experiment uniquely and hold in a shared workspace. ``local_only`` ones say why.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from _contract import unique
 from simml.core import Experiment, Run
 from simml.exceptions import (
     InvalidValueException,
@@ -18,9 +23,10 @@ from simml.exceptions import (
 
 @pytest.fixture
 def exp(ws) -> Experiment:
-    return Experiment(ws, "tracking")
+    return Experiment(ws, unique("tracking"))
 
 
+@pytest.mark.contract
 def test_metric_folding(exp) -> None:
     run = exp.start_logging()
     run.log("once", 0.5)
@@ -45,6 +51,7 @@ def test_metric_folding(exp) -> None:
     assert Run(exp, run.id).get_metrics() == metrics
 
 
+@pytest.mark.contract
 def test_numpy_scalars_are_numbers(exp) -> None:
     np = pytest.importorskip("numpy")
     run = exp.start_logging()
@@ -54,6 +61,7 @@ def test_numpy_scalars_are_numbers(exp) -> None:
     assert run.get_metrics() == {"i": 3, "f": 0.5, "arr": [1, 2]}
 
 
+@pytest.mark.contract
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 def test_nan_and_infinity_refused(exp, value: float) -> None:
     run = exp.start_logging()
@@ -65,6 +73,7 @@ def test_nan_and_infinity_refused(exp, value: float) -> None:
     assert run.get_metrics() == {}
 
 
+@pytest.mark.contract
 def test_non_numeric_where_a_number_is_needed(exp) -> None:
     run = exp.start_logging()
     run.log("acc", 0.9)
@@ -81,6 +90,7 @@ def test_non_numeric_where_a_number_is_needed(exp) -> None:
     assert run.get_metrics() == {"acc": 0.9}
 
 
+@pytest.mark.contract
 def test_lists_and_objects_refused_by_log(exp) -> None:
     run = exp.start_logging()
     with pytest.raises(UserErrorException, match="log_list"):
@@ -89,6 +99,7 @@ def test_lists_and_objects_refused_by_log(exp) -> None:
         run.log("o", object())
 
 
+@pytest.mark.contract
 def test_ragged_table_refused(exp) -> None:
     run = exp.start_logging()
     with pytest.raises(InvalidValueException, match="InvalidColumnLength"):
@@ -98,12 +109,13 @@ def test_ragged_table_refused(exp) -> None:
     assert run.get_metrics() == {}
 
 
+@pytest.mark.contract
 def test_tags_properties(exp) -> None:
     run = exp.start_logging()
     run.tag("quick")
     run.set_tags({"team": "a", "n": 3})
-    run.remove_tags(["quick"])
-    assert run.get_tags() == {"team": "a", "n": "3"}
+    assert run.get_tags() == {"quick": "", "team": "a", "n": "3"}
+    assert Run(exp, run.id).get_tags() == {"quick": "", "team": "a", "n": "3"}
     run.add_properties({"k": "v"})
     run.add_properties({"k": "v"})
     with pytest.raises(UserErrorException, match="cannot be changed"):
@@ -111,6 +123,15 @@ def test_tags_properties(exp) -> None:
     assert run.get_properties() == {"k": "v"}
 
 
+@pytest.mark.contract
+def test_remove_tags(exp) -> None:
+    run = exp.start_logging()
+    run.set_tags({"quick": "", "team": "a"})
+    run.remove_tags(["quick", "never-set"])
+    assert run.get_tags() == {"team": "a"}
+
+
+@pytest.mark.contract
 def test_files_round_trip_and_traversal(exp, tmp_path: Path) -> None:
     run = exp.start_logging()
     source = tmp_path / "a.txt"
@@ -133,6 +154,7 @@ def test_files_round_trip_and_traversal(exp, tmp_path: Path) -> None:
     assert run.get_file_names() == ["notes/a.txt", "up/sub/b.bin"]
 
 
+@pytest.mark.contract
 def test_outputs_uploaded_on_complete(exp, tmp_path: Path) -> None:
     run = exp.start_logging()
     (tmp_path / "outputs").mkdir()
@@ -142,6 +164,7 @@ def test_outputs_uploaded_on_complete(exp, tmp_path: Path) -> None:
     assert run.get_status() == "Completed"
 
 
+@pytest.mark.contract
 def test_statuses_and_details(exp) -> None:
     run = exp.start_logging()
     assert run.get_status() == "Running"
@@ -149,12 +172,20 @@ def test_statuses_and_details(exp) -> None:
     details = run.get_details()
     assert details["status"] == "Failed"
     assert details["error"]["error"] == {"code": "Oops", "message": "boom"}
-    assert [h["status"] for h in details["statusHistory"]] == ["NotStarted", "Running", "Failed"]
-    assert "endTimeUtc" in details
+    assert "endTimeUtc" in details and details["startTimeUtc"]
     with pytest.raises(UserErrorException, match="already Failed"):
         run.cancel()
 
 
+@pytest.mark.local_only  # Azure's run details carry no status history
+def test_status_history_in_details(exp) -> None:
+    run = exp.start_logging()
+    run.fail(error_details="boom", error_code="Oops")
+    details = run.get_details()
+    assert [h["status"] for h in details["statusHistory"]] == ["NotStarted", "Running", "Failed"]
+
+
+@pytest.mark.contract
 def test_cancel_and_context_manager(exp) -> None:
     run = exp.start_logging()
     run.cancel()
@@ -168,7 +199,8 @@ def test_cancel_and_context_manager(exp) -> None:
     assert bad.get_status() == "Failed"
 
 
-def test_children_and_get_runs_filters(exp) -> None:
+@pytest.mark.contract
+def test_children(exp) -> None:
     parent = exp.start_logging()
     a = parent.child_run("a")
     b = parent.child_run("b")
@@ -176,11 +208,24 @@ def test_children_and_get_runs_filters(exp) -> None:
     grandchild = a.child_run("g")
     assert [c.id for c in parent.get_children()] == [a.id, b.id]
     assert [c.id for c in parent.get_children(recursive=True)] == [a.id, grandchild.id, b.id]
-    assert a.parent.id == parent.id
+    assert [c.id for c in parent.get_children(tags={"kind": "x"})] == [a.id]
+    assert a.parent.id == parent.id and grandchild.parent.id == a.id
+    assert parent.parent is None
     a.log("m", 1)
     a.flush()  # another object reads it: values reach the store on flush
     parent.log("m", 0)
     assert parent.get_metrics(recursive=True)[a.id] == {"m": 1}
+    b.complete()
+    assert [c.id for c in parent.get_children(status="Completed")] == [b.id]
+
+
+@pytest.mark.contract
+def test_get_runs_filters(exp) -> None:
+    parent = exp.start_logging()
+    a = parent.child_run("a")
+    b = parent.child_run("b")
+    a.set_tags({"kind": "x"})
+    grandchild = a.child_run("g")
     b.complete()
     runs = list(exp.get_runs())
     assert [r.id for r in runs] == [parent.id]
@@ -192,7 +237,10 @@ def test_children_and_get_runs_filters(exp) -> None:
     assert [r.id for r in exp.get_runs(include_children=True, tags="kind")] == [a.id]
 
 
+@pytest.mark.contract
 def test_log_image(exp, tmp_path: Path) -> None:
+    """An image metric names its PNG, uploaded as a run file (Azure's ``azureml.v2.image``), and
+    reads back as that reference, not as a scalar."""
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -211,6 +259,7 @@ def test_log_image(exp, tmp_path: Path) -> None:
         run.log_image("other", path=str(tmp_path / "not.png"))
 
 
+@pytest.mark.contract
 def test_best_run_query_helper(exp) -> None:
     runs = []
     for values in ([0.5, 0.9], [0.95], [0.1, 0.2], ["n/a"]):
@@ -229,6 +278,7 @@ def test_best_run_query_helper(exp) -> None:
         exp.get_best_run("acc", goal="up")
 
 
+@pytest.mark.contract
 def test_log_list_is_validated_whole(exp) -> None:
     run = exp.start_logging()
     with pytest.raises(InvalidValueException):

@@ -1,15 +1,23 @@
 """Snapshots honour .amlignore (else .gitignore) with gitignore semantics; Azure's limits (300 MB,
-2000 files) count what is left after ignoring; an over-limit folder creates nothing."""
+2000 files) count what is left after ignoring; an over-limit folder creates nothing.
+
+Tests that submit are ``contract`` (docs/testing.md): the job itself reports the files it was
+given, so they hold on every backend (unique names: a shared workspace). Collecting the files
+touches no backend: no marker.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from simml.core import Experiment, ScriptRunConfig
+from _contract import unique
+from simml.core import Environment, Experiment, ScriptRunConfig
 from simml.core.submission import SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_FILES, collect_snapshot_files
 from simml.exceptions import SnapshotException
 
@@ -26,35 +34,46 @@ def names(folder: Path) -> list[str]:
     return [item.target for item in collect_snapshot_files(str(folder))]
 
 
-def work_dir(ws, run) -> Path:
-    return Path(ws.get_details()["root"]) / "runs" / run.id / "wd"
-
-
 def nothing_created(ws, experiment: Experiment) -> None:
     assert list(experiment.get_runs()) == []
-    snapshots = Path(ws.get_details()["root"]) / "snapshots"
-    assert not snapshots.exists() or not any(snapshots.iterdir())
+    if ws.backend == "local":  # the local backend's snapshots are folders of the workspace
+        snapshots = Path(ws.get_details()["root"]) / "snapshots"
+        assert not snapshots.exists() or not any(snapshots.iterdir())
 
 
 LISTING = textwrap.dedent("""
-    import os
-    for folder, dirs, files in sorted(os.walk(".")):
-        for name in files:
-            print("FILE", os.path.join(folder, name)[2:])
+    import json, os
+    from simml.core.run import Run
+    found = sorted(os.path.join(folder, name)[2:] for folder, dirs, files in os.walk(".")
+                   for name in files)
+    Run.get_context().log("files", json.dumps(found))
 """)
 
 
+def submit(experiment: Experiment, folder: Path) -> Any:
+    """The job in a user-managed environment (the interpreter the backend gives it)."""
+    environment = Environment(unique("user-managed"))
+    environment.python.user_managed_dependencies = True
+    return experiment.submit(ScriptRunConfig(str(folder), "job.py", environment=environment))
+
+
+def files_seen(run) -> list[str]:
+    """The job's files as the job listed them: what it brought (its snapshot), not what the
+    platform adds around it (outputs, logs)."""
+    assert run.wait_for_completion()["status"] == "Completed"
+    found = json.loads(run.get_metrics()["files"])
+    return [f for f in found if not f.startswith(("outputs/", "logs/", "azureml", "user_logs/"))]
+
+
+@pytest.mark.contract
 def test_amlignore_files_never_reach_the_run(ws, tmp_path: Path) -> None:
     folder = make_tree(tmp_path / "src", {
         "job.py": LISTING, ".amlignore": "data/\n*.log\n!keep.log\n/secret.txt\n",
         "data/big.csv": "x", "train.log": "x", "keep.log": "x", "secret.txt": "x",
         "sub/secret.txt": "kept: the pattern is anchored", "sub/run.log": "x",
     })
-    run = Experiment(ws, "ignore").submit(ScriptRunConfig(str(folder), "job.py"))
-    assert run.wait_for_completion()["status"] == "Completed"
-    present = sorted(str(p.relative_to(work_dir(ws, run))) for p in
-                     work_dir(ws, run).rglob("*") if p.is_file())
-    assert present == [".amlignore", "job.py", "keep.log", "sub/secret.txt"]
+    run = submit(Experiment(ws, unique("ignore")), folder)
+    assert files_seen(run) == [".amlignore", "job.py", "keep.log", "sub/secret.txt"]
 
 
 def test_gitignore_is_used_without_amlignore(tmp_path: Path) -> None:
@@ -98,28 +117,28 @@ def sparse_file(path: Path, size: int) -> None:
         handle.truncate(size)  # sparse: no disk blocks, no time
 
 
+@pytest.mark.contract
 def test_over_the_size_limit_creates_nothing(ws, tmp_path: Path) -> None:
-    folder = make_tree(tmp_path / "src", {"job.py": "print('ran')\n"})
+    folder = make_tree(tmp_path / "src", {"job.py": LISTING})
     sparse_file(folder / "model.bin", SNAPSHOT_MAX_BYTES + 1)
-    experiment = Experiment(ws, "too-big")
+    experiment = Experiment(ws, unique("too-big"))
     with pytest.raises(SnapshotException, match="300 MB.*amlignore"):
-        experiment.submit(ScriptRunConfig(str(folder), "job.py"))
+        submit(experiment, folder)
     nothing_created(ws, experiment)
     (folder / ".amlignore").write_text("*.bin\n")  # the limit applies after ignoring
-    run = experiment.submit(ScriptRunConfig(str(folder), "job.py"))
-    assert run.wait_for_completion()["status"] == "Completed"
-    assert not (work_dir(ws, run) / "model.bin").exists()
+    assert files_seen(submit(experiment, folder)) == [".amlignore", "job.py"]
 
 
+@pytest.mark.contract
 def test_over_the_file_count_limit_creates_nothing(ws, tmp_path: Path) -> None:
     folder = make_tree(tmp_path / "src", {"job.py": ""})
     many = folder / "many"
     many.mkdir()
     for index in range(SNAPSHOT_MAX_FILES):
         (many / f"{index}.txt").touch()
-    experiment = Experiment(ws, "too-many")
+    experiment = Experiment(ws, unique("too-many"))
     with pytest.raises(SnapshotException, match=f"{SNAPSHOT_MAX_FILES + 1} files"):
-        experiment.submit(ScriptRunConfig(str(folder), "job.py"))
+        submit(experiment, folder)
     nothing_created(ws, experiment)
     (folder / ".gitignore").write_text("many/\n")
     assert names(folder) == [".gitignore", "job.py"]

@@ -1,4 +1,8 @@
-"""The SQLite store under real processes: kills, concurrent writers, schema versions."""
+"""The SQLite store under real processes: kills, concurrent writers, schema versions.
+
+``local_only`` (docs/testing.md): the store is the local backend's SQLite; Azure's run history is
+the service's.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ import pytest
 
 from simml.core import Experiment, Run, Workspace
 from simml.exceptions import StoreSchemaException
+
+pytestmark = pytest.mark.local_only
 
 CHILD = textwrap.dedent("""
     import os, sys

@@ -1,4 +1,8 @@
-"""Submitting scripts to the 'local' target: a real detached runner and real job processes."""
+"""Submitting scripts to the 'local' target: a real detached runner and real job processes.
+
+``local_only``: status histories, process groups, the runner itself. What every backend serves is
+in ``tests/test_submit_contract.py``.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from simml.exceptions import (
     RunConfigurationException,
     UserErrorException,
 )
+
+pytestmark = pytest.mark.local_only
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,8 @@
-"""The pytest fixtures simml ships for its users, and the clock settings behind them."""
+"""The pytest fixtures simml ships for its users, and the clock settings behind them.
+
+``local_only`` (docs/testing.md): the fixtures give local workspaces, manual clocks and instant
+clusters.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import pytest
 
 from simml.core import Experiment, ScriptRunConfig
 from simml.exceptions import ConfigurationException, InvalidValueException, UserErrorException
+
+pytestmark = pytest.mark.local_only
 
 
 def test_manual_clock_fixture(simml_manual_clock, simml_workspace) -> None:

@@ -1,6 +1,9 @@
 """Warm starts (backends/simml_local/warmstart.py): a job forked by a warm interpreter must look,
 to its script and to the runner, like ``python script.py`` started from nothing. Each test runs
-the same script both ways (real processes) and compares what the script saw and how it ended."""
+the same script both ways (real processes) and compares what the script saw and how it ended.
+
+``local_only`` (docs/testing.md): warm interpreters are the local runner's.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ import pytest
 
 from simml_local import warmstart
 from simml_local.warmstart import WarmStarts
+
+pytestmark = pytest.mark.local_only
 
 PROBE = textwrap.dedent('''
     import json, os, pickle, sys, __main__

@@ -1,9 +1,15 @@
-"""Workspace create/get/list and experiment naming."""
+"""Workspace create/get/list and experiment naming.
+
+Experiments and runs are backend contract tests (``contract``, ``tests/_contract.py``): they hold
+in a shared workspace. Creating workspaces is ``local_only``: the azure backend opens existing
+workspaces and refuses to create one (tests/test_azure_backend.py).
+"""
 
 from __future__ import annotations
 
 import pytest
 
+from _contract import unique
 from simml.core import Experiment, Workspace
 from simml.exceptions import (
     InvalidValueException,
@@ -13,6 +19,7 @@ from simml.exceptions import (
 )
 
 
+@pytest.mark.local_only
 def test_create_get_list(simml_home) -> None:
     ws = Workspace.create("alpha", show_output=False)
     assert Workspace.get("alpha") == ws
@@ -26,6 +33,7 @@ def test_create_get_list(simml_home) -> None:
     assert [w.resource_group for w in Workspace.list(resource_group="other")["beta"]] == ["other"]
 
 
+@pytest.mark.local_only
 def test_get_unknown_workspace_creates_nothing(simml_home) -> None:
     with pytest.raises(WorkspaceException, match="not found"):
         Workspace.get("missing")
@@ -33,12 +41,14 @@ def test_get_unknown_workspace_creates_nothing(simml_home) -> None:
         (simml_home / "workspaces").rglob("workspace.json"))
 
 
+@pytest.mark.local_only
 @pytest.mark.parametrize("name", ["ab", "-bad", "x" * 40, "a/b", "../up"])
 def test_invalid_workspace_names(name: str) -> None:
     with pytest.raises(UserErrorException):
         Workspace.create(name, show_output=False)
 
 
+@pytest.mark.contract
 @pytest.mark.parametrize("name", ["", "-lead", "has space", "a/b", "x" * 256, "é-accent"])
 def test_invalid_experiment_names(ws, name: str) -> None:
     with pytest.raises(InvalidValueException):
@@ -46,20 +56,27 @@ def test_invalid_experiment_names(ws, name: str) -> None:
     assert name not in ws.experiments
 
 
+@pytest.mark.contract
 def test_experiment_created_on_use_and_listed(ws) -> None:
-    exp = Experiment(ws, "sklearn-iris")
-    assert Experiment(ws, "sklearn-iris").id == exp.id
-    assert [e.name for e in Experiment.list(ws)] == ["sklearn-iris"]
+    name = unique("sklearn-iris")
+    exp = Experiment(ws, name)
+    assert Experiment(ws, name).id == exp.id
+
+    def listed(**kwargs) -> list[str]:
+        return [e.name for e in Experiment.list(ws, **kwargs) if e.name == name]
+
+    assert listed() == [name]
     exp.archive()
-    assert Experiment.list(ws) == []
-    assert [e.name for e in Experiment.list(ws, view_type="All")] == ["sklearn-iris"]
+    assert listed() == []
+    assert listed(view_type="All") == [name]
     assert exp.archived_time is not None
     exp.reactivate()
-    assert [e.name for e in Experiment.list(ws)] == ["sklearn-iris"]
+    assert listed() == [name]
 
 
+@pytest.mark.contract
 def test_unknown_run_id(ws) -> None:
-    exp = Experiment(ws, "e1")
+    exp = Experiment(ws, unique("e1"))
     from simml.core import Run
     with pytest.raises(NotFoundException, match="nope"):
         Run(exp, "nope")
@@ -67,7 +84,9 @@ def test_unknown_run_id(ws) -> None:
         ws.get_run("nope")
 
 
+@pytest.mark.contract
 def test_unknown_experiment_when_not_creating(ws) -> None:
-    with pytest.raises(NotFoundException, match="never-made"):
-        Experiment(ws, "never-made", _create_in_cloud=False)
-    assert "never-made" not in ws.experiments
+    name = unique("never-made")
+    with pytest.raises(NotFoundException, match=name):
+        Experiment(ws, name, _create_in_cloud=False)
+    assert name not in ws.experiments

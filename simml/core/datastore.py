@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from simml.entities import DatastoreInfo
+from simml.entities import DatastoreInfo, StorageRegistration
 from simml.exceptions import InvalidValueException
 
 if TYPE_CHECKING:
@@ -68,10 +68,21 @@ class Datastore:
                                       sas_token: str | None = None, account_key: str | None = None,
                                       protocol: str | None = None, endpoint: str | None = None,
                                       overwrite: bool = False, create_if_not_exists: bool = False,
-                                      skip_validation: bool = False, **kwargs: Any) -> "Datastore":
-        """On the local backend the container is a folder of the workspace."""
+                                      skip_validation: bool = False,
+                                      blob_cache_timeout: int | None = None,
+                                      grant_workspace_access: bool = False,
+                                      subscription_id: str | None = None,
+                                      resource_group: str | None = None,
+                                      **kwargs: Any) -> "Datastore":
+        """On the local backend the container is a folder of the workspace (the credential is
+        not kept); on Azure, Azure's registration with the credential given."""
+        storage = StorageRegistration(
+            account_key=account_key, sas_token=sas_token, protocol=protocol, endpoint=endpoint,
+            create_if_not_exists=create_if_not_exists, skip_validation=skip_validation,
+            blob_cache_timeout=blob_cache_timeout, grant_workspace_access=grant_workspace_access,
+            subscription_id=subscription_id, resource_group=resource_group)
         return Datastore._register(workspace, datastore_name, "AzureBlob", container_name,
-                                   account_name, "", overwrite)
+                                   account_name, "", overwrite, storage)
 
     @staticmethod
     def register_azure_file_share(workspace: "Workspace", datastore_name: str, file_share_name: str,
@@ -80,8 +91,11 @@ class Datastore:
                                   endpoint: str | None = None, overwrite: bool = False,
                                   create_if_not_exists: bool = False, skip_validation: bool = False,
                                   **kwargs: Any) -> "Datastore":
+        storage = StorageRegistration(
+            account_key=account_key, sas_token=sas_token, protocol=protocol, endpoint=endpoint,
+            create_if_not_exists=create_if_not_exists, skip_validation=skip_validation)
         return Datastore._register(workspace, datastore_name, "AzureFile", file_share_name,
-                                   account_name, "", overwrite)
+                                   account_name, "", overwrite, storage)
 
     @staticmethod
     def register_local_folder(workspace: "Workspace", datastore_name: str,
@@ -93,7 +107,8 @@ class Datastore:
 
     @staticmethod
     def _register(workspace: "Workspace", name: str, kind: str, container: str, account: str,
-                  location: str, overwrite: bool) -> "Datastore":
+                  location: str, overwrite: bool, storage: StorageRegistration | None = None
+                  ) -> "Datastore":
         import re
         if not isinstance(name, str) or not re.fullmatch(r"[a-zA-Z0-9_]{1,255}", name):
             raise InvalidValueException(
@@ -101,7 +116,7 @@ class Datastore:
         info = DatastoreInfo(name=name, datastore_type=kind, container_name=container,
                              account_name=account)
         return Datastore._from_info(workspace, workspace._backend.datastore_register(
-            workspace._info, info, location, overwrite))
+            workspace._info, info, location, overwrite, storage))
 
     def set_as_default(self) -> None:
         self.workspace.set_default_datastore(self.name)

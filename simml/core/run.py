@@ -48,6 +48,9 @@ if TYPE_CHECKING:  # entities are imported where used: a job importing this modu
 FLUSH_ROWS = 20_000
 FLUSH_SECONDS = 2.0
 OFFLINE_MODE_ENV = "SIMML_OFFLINE_MODE"
+JOB_CONTEXT_ENV = "SIMML_JOB_CONTEXT"
+"""Set by a remote backend in its jobs: ``module:function`` returning the job's context run
+where simml's journal is absent (``simml_azure.azureml_api:job_context_run``)."""
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -117,13 +120,20 @@ class Run:
                     **kwargs: Any) -> Any:
         """The run this process belongs to.
 
-        Inside a job started by simml: the job-side run (journal-backed, standard library only).
+        Inside a job started by simml: the job-side run (journal-backed, standard library only);
+        in a job a remote backend submitted (``SIMML_JOB_CONTEXT``), that backend's run.
         Outside: an offline run that records (or prints only, with ``SIMML_OFFLINE_MODE=print``);
         ``allow_offline=False`` raises ``RunEnvironmentException`` there, as Azure does.
         """
         if os.environ.get("SIMML_RUN_JOURNAL") and os.environ.get("AZUREML_RUN_ID"):
             from simml.job import JobRun
             return JobRun.get_context()
+        job_context = os.environ.get(JOB_CONTEXT_ENV)
+        if job_context and os.environ.get("AZUREML_RUN_ID"):
+            # a job a remote backend submitted (azure: the SDK's run of the job)
+            import importlib
+            module, _, name = job_context.partition(":")
+            return getattr(importlib.import_module(module), name)()
         if not allow_offline:
             raise RunEnvironmentException(
                 "Run.get_context(allow_offline=False) was called outside a submitted run "
@@ -319,7 +329,7 @@ class Run:
     def _start_buffer(self, now: float) -> None:
         self._buffer_started = now
         if not self._exit_hook:
-            atexit.register(self.flush)
+            _at_exit(self.flush)
             self._exit_hook = True
 
     def _append(self, name: str, kind: str, value: Any, step: int | None) -> None:
@@ -656,6 +666,31 @@ def _script_stem() -> str:
     import re
     stem = re.sub(r"[^\w\-]", "_", stem).lstrip("_-")
     return stem or "offline"
+
+
+def _at_exit(flush: Any) -> None:
+    """Flush at interpreter exit twice: first when threading shuts down (before ``atexit``, by
+    which time ``concurrent.futures`` refuses new work, so a backend whose client sends through a
+    thread pool, the Azure SDK's, can still send; registered after that pool, it runs before the
+    pool stops), then at ``atexit`` for what threads still running then logged (an empty buffer
+    costs nothing). A failing flush is reported as ``atexit`` reports it and stops nothing."""
+    import threading
+
+    def early() -> None:
+        try:
+            flush()
+        except Exception:  # noqa: BLE001 - reported; threading's shutdown must go on
+            import traceback
+            print(f"Exception ignored in the exit flush of {flush!r}:", file=sys.stderr)
+            traceback.print_exc()
+
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(early)
+        except RuntimeError:  # threading is shutting down already
+            pass
+    atexit.register(flush)
 
 
 def _start_offline_run() -> Run:

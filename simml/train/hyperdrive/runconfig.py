@@ -183,21 +183,30 @@ class HyperDriveConfig:
         }
 
     # --- submission ----------------------------------------------------------------------------
-    def _submit_to(self, experiment: "Experiment", **kwargs: Any) -> "HyperDriveRun":
-        from simml.core.submission import _user, snapshot_items
+    def _submit_to(self, experiment: "Experiment", *, run_id: str | None = None,
+                   properties: dict[str, str] | None = None, submitted_by: str | None = None,
+                   **kwargs: Any) -> "HyperDriveRun":
+        """Validate, snapshot, create the parent run and hand it to the backend. ``run_id``,
+        ``properties`` and ``submitted_by`` are for a caller that chose them (the emulator's
+        HyperDrive service: the parent id it answers with, the client's ``ContentSnapshotId``),
+        as in ``submit_script_run``; a malformed or taken id is refused before any write."""
+        from simml.core.submission import _check_new_run_id, _user, snapshot_items
         from simml.entities import RunCreate, RunSubmission
         from simml.ids import IdFactory
         from simml.train.hyperdrive.run import HyperDriveRun
         workspace = experiment.workspace
         backend, info = workspace._backend, workspace._info
         child = self._child._validated(experiment)  # the child's checks, before any write
+        if run_id is not None:
+            _check_new_run_id(workspace._history(), run_id)
         items = snapshot_items(self.source_directory)
         snapshot_id = backend.snapshot_create(info, items)
         child["snapshotId"] = snapshot_id
         definition = {"hyperdrive": self._sweep_definition(), "child": child,
                       "target": child["target"], "snapshotId": snapshot_id}
         now = workspace.clock.now()
-        run_id = f"HD_{IdFactory.from_environment().uuid4()}"
+        if run_id is None:
+            run_id = f"HD_{IdFactory.from_environment().uuid4()}"
         store = workspace._history()
         run_info = store.create_run(RunCreate(
             run_id=run_id, experiment_name=experiment.name, run_type=RUN_TYPE,
@@ -207,8 +216,9 @@ class HyperDriveConfig:
                             "name": self._primary_metric_name,
                             "goal": self._primary_metric_goal.value.lower()}),
                         "generator_config": json.dumps(self._generator),
-                        "policy_config": json.dumps(self._policy.to_json())},
-            submitted_by=_user()))
+                        "policy_config": json.dumps(self._policy.to_json()),
+                        **(properties or {})},
+            submitted_by=submitted_by or _user()))
         backend.run_submit(info, RunSubmission(run_id=run_id, experiment_name=experiment.name,
                                                target=child["target"], definition=definition,
                                                snapshot_id=snapshot_id))
