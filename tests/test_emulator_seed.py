@@ -1,7 +1,7 @@
 """Issue 8's acceptance: the seed doc end to end with the REAL azureml-core / azureml-train-core client
 (its own venv) against the shared `simml serve`, written as users write it (no simml import, plain
 `Workspace.from_config()`), and the request sequence it causes compared with the one the real client
-sent to a throw-away prototype server (`shared/reference/azureml-emulator-traffic.log`)."""
+sent to a throw-away prototype server (`tests/data/azureml-emulator-traffic.log`)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from _emulator_server import REPO, Emulator
+from _emulator_server import Emulator
 
 CLIENT = Path(__file__).resolve().parent / "emulator_client"
-TRAFFIC_LOG = REPO.parent / "shared" / "reference" / "azureml-emulator-traffic.log"
+# The requests the real client sent in one run of the seed flow against a throw-away prototype
+# server (a copy of the project's shared/reference/azureml-emulator-traffic.log, kept here so a
+# clean checkout has it).
+TRAFFIC_LOG = Path(__file__).resolve().parent / "data" / "azureml-emulator-traffic.log"
 # Content URLs the prototype chose for itself (SAS uploads, its log endpoint, its blob container):
 # servers choose these, so they are not part of the protocol being compared.
 PROTOTYPE_CONTENT = ("/artifacts/", "/simml/logs/", "/azureml-blobstore-local/")

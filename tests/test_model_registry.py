@@ -1,11 +1,14 @@
 """The model registry: Azure's ``Model`` / ``run.register_model`` over the local backend.
 
-Covers versions (max + 1, also under eight concurrent processes), the asset layout, list filters,
-download / get_model_path, tag and property updates, deletion, that every bad input changes
-nothing, the seed notebook's ``ModelPathNotFoundException``, and kill -9 mid-registration.
+Covers versions under eight concurrent processes, child paths, (de)serialising, download into the
+working directory and ``get_model_path``, deletion down to the folders, that every bad input
+changes nothing, the seed notebook's ``ModelPathNotFoundException`` with no uploaded file, and
+kill -9 mid-registration.
 
-``local_only``: they look at the registry's folders and need an empty workspace; what every
-backend serves is in ``tests/test_model_contract.py``.
+``local_only``: they look at the registry's folders and need an empty workspace. What every
+backend serves is in ``tests/test_model_contract.py``, with the local backend's extra checks of
+the same behaviours (registering a file or a folder, list filters, download, tag and property
+updates, registering from a run, the seed case) guarded there by ``ws.backend == "local"``.
 """
 
 from __future__ import annotations
@@ -24,83 +27,14 @@ from simml.exceptions import (
     ModelNotFoundException,
     ModelPathNotFoundException,
     UnsafePathException,
-    UserErrorException,
     WebserviceException,
 )
+from test_model_contract import SEE, models_root, snapshot, tree, write
 
 pytestmark = pytest.mark.local_only
 
-SEE = "See https://aka.ms/run-logging for more details."
-
-
-def models_root(ws) -> Path:
-    return Path(ws._info.properties["root"]) / "models"
-
-
-def tree(path: Path) -> list[str]:
-    return sorted(p.relative_to(path).as_posix() for p in path.rglob("*")) if path.exists() else []
-
-
-def snapshot(ws) -> tuple[list[str], list[str]]:
-    return sorted(m.id for m in Model.list(ws)), tree(models_root(ws))
-
-
-def write(path: str | Path, text: str = "x") -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(text)
-    return p
-
 
 # --- registering -----------------------------------------------------------------------------------
-
-def test_register_a_file_versions_count_up_and_getters_find_them(ws, capsys) -> None:
-    import joblib
-    from sklearn.datasets import load_iris
-    from sklearn.linear_model import LogisticRegression
-    X, y = load_iris(return_X_y=True)
-    joblib.dump(LogisticRegression(max_iter=300).fit(X, y), "model.joblib")
-
-    first = Model.register(ws, "model.joblib", "sklearn-iris", tags={"area": "iris", "n": 1},
-                           properties={"accuracy": 0.97}, description="first",
-                           model_framework=Model.Framework.SCIKITLEARN,
-                           model_framework_version="1.5")
-    assert "Registering model sklearn-iris" in capsys.readouterr().out
-    assert (first.name, first.version, first.id) == ("sklearn-iris", 1, "sklearn-iris:1")
-    assert first.tags == {"area": "iris", "n": "1"} and first.properties == {"accuracy": "0.97"}
-    assert first.model_framework == first.framework == "ScikitLearn"
-    assert first.model_framework_version == "1.5" and first.description == "first"
-    assert first.url.startswith("aml://asset/") and first.created_time is not None
-    assert first.run_id is None and first.files == ["model.joblib"]
-    stored = models_root(ws) / "sklearn-iris" / "1" / "model.joblib"
-    assert stored.read_bytes() == Path("model.joblib").read_bytes()
-
-    second = Model.register(ws, "./model.joblib", "sklearn-iris")
-    third = Model.register(ws, str(Path("model.joblib").resolve()), "sklearn-iris")
-    assert (second.version, third.version) == (2, 3)
-    assert second.model_framework == "Custom" and second.tags == {}
-
-    assert Model(ws, "sklearn-iris").version == 3                       # latest
-    assert Model(ws, "sklearn-iris", version=2).id == "sklearn-iris:2"
-    assert Model(ws, id="sklearn-iris:1").description == "first"
-    assert Model(ws, "sklearn-iris", tags=[["area", "iris"]]).version == 1
-    assert [m.version for m in ws.models["sklearn-iris"]] == [3, 2, 1]
-    loaded = joblib.load(Model(ws, "sklearn-iris", version=1).download("dl"))
-    assert loaded.predict(X[:1]).shape == (1,)
-
-
-def test_register_a_folder_keeps_its_tree(ws) -> None:
-    write("export/model.pkl", "weights")
-    write("export/conf/params.json", "{}")
-    model = Model.register(ws, "export", "folder-model")
-    assert model.files == ["export/conf/params.json", "export/model.pkl"]
-    assert tree(models_root(ws) / "folder-model" / "1") == [
-        "export", "export/conf", "export/conf/params.json", "export/model.pkl"]
-    path = model.download("out")
-    assert Path(path) == Path("out/export")
-    assert Path("out/export/conf/params.json").read_text() == "{}"
-    assert Path("out/export/model.pkl").read_text() == "weights"
-
 
 def test_child_paths_register_only_the_chosen_files(ws) -> None:
     write("bundle/keep.pkl", "k")
@@ -123,54 +57,7 @@ def test_serialize_and_deserialize(ws) -> None:
     assert Model.Framework.TFKERAS == "TfKeras" and Model.Framework.CUSTOM == "Custom"
 
 
-# --- listing -----------------------------------------------------------------------------------------
-
-def test_list_filters_and_order(ws) -> None:
-    write("m.pkl")
-    Model.register(ws, "m.pkl", "alpha", tags={"stage": "prod"}, properties={"owner": "ann"})
-    Model.register(ws, "m.pkl", "alpha", tags={"stage": "dev"})
-    Model.register(ws, "m.pkl", "beta", tags={"stage": "prod", "team": "x"},
-                   model_framework=Model.Framework.ONNX)
-    run = Experiment(ws, "train").start_logging()
-    run.upload_file("outputs/model.pkl", "m.pkl")
-    run.complete()
-    run.register_model("gamma", "outputs/model.pkl")
-
-    def ids(**kwargs) -> list[str]:
-        return [m.id for m in Model.list(ws, **kwargs)]
-
-    assert ids() == ["gamma:1", "beta:1", "alpha:2", "alpha:1"]         # newest first
-    assert ids(name="alpha") == ["alpha:2", "alpha:1"]
-    assert ids(tags=["team"]) == ["beta:1"]
-    assert ids(tags=["stage=prod"]) == ids(tags=[["stage", "prod"]]) == ["beta:1", "alpha:1"]
-    assert ids(tags=[["stage", "prod"], "team"]) == ["beta:1"]
-    assert ids(properties=["owner"]) == ids(properties=[["owner", "ann"]]) == ["alpha:1"]
-    assert ids(properties=[["owner", "bob"]]) == []
-    assert ids(run_id=run.id) == ["gamma:1"]
-    assert ids(latest=True) == ["gamma:1", "beta:1", "alpha:2"]
-    assert ids(name="alpha", latest=True, tags=["stage=prod"]) == ["alpha:1"]
-    assert ids(model_framework="Onnx") == ["beta:1"]
-    assert ids(name="nothing") == []
-    with pytest.raises(UserErrorException):
-        Model.list(ws, tags={"stage": "prod"})      # Azure: tags must be a list
-    with pytest.raises(UserErrorException):
-        Model.list(ws, page_count=5)
-
-
 # --- files -------------------------------------------------------------------------------------------
-
-def test_download_refuses_to_overwrite_unless_exist_ok(ws) -> None:
-    write("model.pkl", "v1")
-    model = Model.register(ws, "model.pkl", "dl")
-    assert Path(model.download("target")) == Path("target/model.pkl")
-    Path("target/model.pkl").write_text("changed locally")
-    with pytest.raises(WebserviceException, match="File already exists. To overwrite, set "
-                                                  "exist_ok to True."):
-        model.download("target")
-    assert Path("target/model.pkl").read_text() == "changed locally"
-    assert Path(model.download("target", exist_ok=True)).read_text() == "v1"
-    assert Path(model.download("target", exists_ok=True)).read_text() == "v1"
-
 
 def test_download_into_cwd_respects_existing_file(ws) -> None:
     write("model.pkl", "v1")
@@ -222,36 +109,6 @@ def test_get_model_path_cache_workspace_cwd_and_deployment(ws, monkeypatch) -> N
 
 
 # --- changing ----------------------------------------------------------------------------------------
-
-def test_tags_and_properties_updates(ws, capsys) -> None:
-    write("m.pkl")
-    model = Model.register(ws, "m.pkl", "tagged", tags={"a": "1", "b": "2"},
-                           properties={"p": "x"})
-    model.add_tags({"a": "10", "c": 3})
-    assert "Replacing tag a -> 1 with a -> 10" in capsys.readouterr().out
-    model.remove_tags(["b", "nope"])
-    assert "Tag with key nope not found." in capsys.readouterr().out
-    model.add_properties({"q": "y", "p": "x"})                # same value again: fine
-    assert model.tags == {"a": "10", "c": "3"} and model.properties == {"p": "x", "q": "y"}
-    fresh = Model(ws, "tagged")
-    assert fresh.tags == {"a": "10", "c": "3"} and fresh.properties == {"p": "x", "q": "y"}
-
-    with pytest.raises(WebserviceException, match="add-only"):
-        model.add_properties({"p": "changed", "r": "new"})
-    assert Model(ws, "tagged").properties == {"p": "x", "q": "y"}   # nothing of it was applied
-
-    model.update(tags={"only": "this"}, description="replaced")
-    fresh = Model(ws, "tagged")
-    assert fresh.tags == {"only": "this"} and fresh.description == "replaced"
-    model.update_tags_properties(add_tags={"x": "1"}, remove_tags="only",
-                                 add_properties={"s": "z"})
-    fresh = Model(ws, "tagged")
-    assert fresh.tags == {"x": "1"} and fresh.properties == {"p": "x", "q": "y", "s": "z"}
-    with pytest.raises(WebserviceException, match="Tags must be a dict"):
-        model.add_tags(["x"])
-    with pytest.raises(WebserviceException, match="Properties must be a dict"):
-        model.add_properties("x")
-
 
 def test_delete_removes_row_and_folder(ws) -> None:
     write("m.pkl")
@@ -325,56 +182,6 @@ def test_every_bad_input_changes_nothing(ws, tmp_path: Path) -> None:
 
 
 # --- from a run --------------------------------------------------------------------------------------
-
-def test_register_model_from_an_interactive_run_after_complete(ws) -> None:
-    experiment = Experiment(ws, "iris-train")
-    run = experiment.start_logging()
-    write("outputs/model.joblib", "fitted")
-    write("outputs/extra/vocab.txt", "v")
-    run.log("accuracy", 0.95)
-    run.complete()                                            # uploads ./outputs
-    model = run.register_model("sklearn-iris", model_path="outputs/model.joblib",
-                               tags={"accuracy": 0.95}, model_framework="ScikitLearn")
-    assert (model.id, model.run_id, model.experiment_name) == (
-        "sklearn-iris:1", run.id, "iris-train")
-    assert model.files == ["model.joblib"] and model.tags == {"accuracy": "0.95"}
-    assert model.run.id == run.id
-    assert (models_root(ws) / "sklearn-iris/1/model.joblib").read_text() == "fitted"
-    folder = run.register_model("sklearn-iris", model_path="outputs")
-    assert folder.version == 2
-    assert folder.files == ["outputs/extra/vocab.txt", "outputs/model.joblib"]
-    nested = run.register_model("vocab", model_path="./outputs/extra/")
-    assert nested.files == ["extra/vocab.txt"]
-    run.upload_file("named-like-the-model", "outputs/model.joblib")
-    assert run.register_model("named-like-the-model").files == ["named-like-the-model"]
-    assert [m.id for m in Model.list(ws, run_id=run.id, name="sklearn-iris")] == [
-        "sklearn-iris:2", "sklearn-iris:1"]
-
-
-def test_seed_case_model_saved_to_cwd_is_not_among_the_run_files(ws) -> None:
-    """train.py did ``joblib.dump(model, 'model.joblib')`` in the working directory, not under
-    outputs/, so the run never uploaded it: Azure raises ModelPathNotFoundException."""
-    import joblib
-    from sklearn.datasets import load_iris
-    from sklearn.tree import DecisionTreeClassifier
-    run = Experiment(ws, "seed").start_logging()
-    X, y = load_iris(return_X_y=True)
-    joblib.dump(DecisionTreeClassifier().fit(X, y), "model.joblib")
-    write("outputs/other.txt", "uploaded at completion")
-    run.complete()
-    before = snapshot(ws)
-    with pytest.raises(ModelPathNotFoundException) as info:
-        run.register_model("sklearn-iris", model_path="model.joblib")
-    message = info.value.message
-    assert message.startswith(
-        "Could not locate the provided model_path model.joblib in the set of files uploaded to "
-        f"the run: ['outputs/other.txt'] {SEE}")
-    assert isinstance(info.value, FileNotFoundError)
-    assert snapshot(ws) == before
-    # the fix the message suggests works
-    run.upload_file("outputs/model.joblib", "model.joblib")
-    assert run.register_model("sklearn-iris", model_path="outputs/model.joblib").version == 1
-
 
 def test_seed_case_with_no_uploaded_files_lists_an_empty_set(ws) -> None:
     run = Experiment(ws, "seed").start_logging(outputs=None)
