@@ -117,10 +117,8 @@ class WarmJob:
         self._report = b""
 
     def poll(self) -> int | None:
-        if self.returncode is None and self.exit_fd >= 0:
-            ready, _, _ = select.select([self.exit_fd], [], [], 0)
-            if ready:
-                self._read_report()
+        if self.returncode is None and self.exit_fd >= 0 and _readable(self.exit_fd, 0):
+            self._read_report()
         return self.returncode
 
     def _read_report(self) -> None:
@@ -145,8 +143,16 @@ class WarmJob:
             if left is not None and left <= 0:
                 raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
             if self.exit_fd >= 0:
-                select.select([self.exit_fd], [], [], left)
+                _readable(self.exit_fd, left)
         return self.returncode  # type: ignore[return-value]
+
+
+def _readable(fd: int, timeout: float | None) -> bool:
+    """Whether ``fd`` is readable (or closed) within ``timeout`` seconds (None: wait); ``poll``,
+    not ``select``, so a runner with more than 1,024 open files still works."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else max(0, timeout) * 1000))
 
 
 def _wait_foreign(pid: int) -> int:
@@ -157,7 +163,7 @@ def _wait_foreign(pid: int) -> int:
     except OSError:
         return -signal.SIGKILL
     try:
-        select.select([fd], [], [])
+        _readable(fd, None)
     finally:
         os.close(fd)
     return -signal.SIGKILL
