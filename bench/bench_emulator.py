@@ -49,16 +49,14 @@ def _client_venv() -> Path:
     return Path(python)
 
 
-def _iris_csv(folder: Path) -> None:
-    import csv
-
-    from sklearn import datasets
-    x, y = datasets.load_iris(return_X_y=True)
-    folder.mkdir(parents=True)
-    with open(folder / "iris.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        for features, label in zip(x.tolist(), y.tolist()):
-            writer.writerow([*features, label])
+def _iris_csv(folder: Path) -> Path:
+    """The main job's iris.csv (header, then features and class): examples/seed.py's writer."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        from seed import write_iris_csv
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    return write_iris_csv(folder)
 
 
 def _ported(source: Path, target: Path) -> Path:

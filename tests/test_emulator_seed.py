@@ -5,15 +5,15 @@ sent to a throw-away prototype server (`tests/data/azureml-emulator-traffic.log`
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import re
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
-from _emulator_server import Emulator
+from _emulator_server import REPO, Emulator
 
 CLIENT = Path(__file__).resolve().parent / "emulator_client"
 # The requests the real client sent in one run of the seed flow against a throw-away prototype
@@ -25,14 +25,14 @@ TRAFFIC_LOG = Path(__file__).resolve().parent / "data" / "azureml-emulator-traff
 PROTOTYPE_CONTENT = ("/artifacts/", "/simml/logs/", "/azureml-blobstore-local/")
 
 
-def _write_iris_csv(folder: Path) -> None:
-    from sklearn import datasets
-    x, y = datasets.load_iris(return_X_y=True)
-    folder.mkdir(parents=True)
-    with open(folder / "iris.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        for features, label in zip(x.tolist(), y.tolist()):
-            writer.writerow([*features, label])
+def _write_iris_csv(folder: Path) -> Path:
+    """The main job's iris.csv (header, then features and class): examples/seed.py's writer."""
+    sys.path.insert(0, str(REPO / "examples"))
+    try:
+        from seed import write_iris_csv
+    finally:
+        sys.path.remove(str(REPO / "examples"))
+    return write_iris_csv(folder)
 
 
 def _reference_requests() -> list[tuple[str, str]]:

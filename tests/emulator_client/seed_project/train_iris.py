@@ -21,7 +21,7 @@ run = Run.get_context()
 print("run class:", type(run).__name__, "id:", run.id)
 if args.data_folder:
     with open(os.path.join(args.data_folder, "iris.csv"), newline="") as handle:
-        rows = [[float(v) for v in row] for row in csv.reader(handle)]
+        rows = [[float(v) for v in row] for row in list(csv.reader(handle))[1:]]  # header first
     x, y = [r[:-1] for r in rows], [int(r[-1]) for r in rows]
 else:
     from sklearn import datasets
